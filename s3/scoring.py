@@ -1,0 +1,267 @@
+"""Point-to-space metrics: score N image embeddings against C class spaces.
+
+Every metric returns an ``(N, C)`` score matrix (cosine-like values in [-1, 1]; multiply by 100
+for CLIP logits). Nothing loops over images: each metric is one or two matrix products over
+stacked class data plus a per-class reduction.
+
+The per-class reduction ("max over the local centers of class c") is done without scatter ops:
+items (vertices, local centers, simplices) are ordered by how many items their class has, so all
+classes with ``m`` items form one contiguous column block that reshapes to ``(N, n_classes, m)``
+and reduces along the last axis. The extra cost over the bare matrix product is one pass over
+the score block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+from s3.spaces import SynonymSpace
+
+Reduction = Literal["max", "mean", "softmax"]
+
+__all__ = [
+    "GroupedItems",
+    "StackedSpaces",
+    "point_to_point",
+    "point_to_center",
+    "point_to_local_center",
+    "point_to_simplex",
+    "score",
+    "METRICS",
+]
+
+
+@dataclass(frozen=True)
+class GroupedItems:
+    """Per-class items stacked so that a class reduction is a reshape.
+
+    Attributes:
+        items: ``(L, ...)`` items ordered by block; within a block, class-major.
+        blocks: ``(start, classes, m)``: columns ``start : start + len(classes) * m`` of the item
+            axis hold ``m`` items for each class in ``classes`` (a ``(n,)`` long tensor).
+        num_classes: C.
+    """
+
+    items: torch.Tensor
+    blocks: tuple[tuple[int, torch.Tensor, int], ...]
+    num_classes: int
+
+    @classmethod
+    def from_lists(cls, per_class: Sequence[np.ndarray]) -> "GroupedItems":
+        """Group ``per_class[c]`` (an ``(m_c, ...)`` array, m_c >= 1) by item count."""
+        if any(len(x) == 0 for x in per_class):
+            empty = [c for c, x in enumerate(per_class) if len(x) == 0]
+            raise ValueError(f"classes {empty} have no items; every class space needs a vertex")
+        counts = np.array([len(x) for x in per_class])
+        chunks, blocks, start = [], [], 0
+        for m in np.unique(counts):
+            classes = np.nonzero(counts == m)[0]
+            chunks.extend(np.asarray(per_class[c]) for c in classes)
+            blocks.append((start, torch.as_tensor(classes, dtype=torch.long), int(m)))
+            start += len(classes) * int(m)
+        items = torch.as_tensor(np.concatenate(chunks), dtype=torch.float32)
+        return cls(items=items, blocks=tuple(blocks), num_classes=len(per_class))
+
+    def to(self, device: torch.device | str) -> "GroupedItems":
+        blocks = tuple((s, c.to(device), m) for s, c, m in self.blocks)
+        return GroupedItems(self.items.to(device), blocks, self.num_classes)
+
+    def reduce(self, values: torch.Tensor, reduction: Reduction, temperature: float = 0.01) -> torch.Tensor:
+        """Reduce ``(N, L)`` per-item values to ``(N, C)`` per-class values."""
+        out = values.new_empty(values.shape[0], self.num_classes)
+        for start, classes, m in self.blocks:
+            block = values[:, start : start + len(classes) * m].reshape(values.shape[0], len(classes), m)
+            if reduction == "max":
+                reduced = block.amax(dim=-1)
+            elif reduction == "mean":
+                reduced = block.mean(dim=-1)
+            elif reduction == "softmax":
+                # temperature * logsumexp(x / temperature): a smooth max that tends to max as t -> 0.
+                reduced = temperature * torch.logsumexp(block / temperature, dim=-1)
+            else:
+                raise ValueError(f"unknown reduction {reduction!r}: use 'max', 'mean' or 'softmax'")
+            out[:, classes] = reduced
+        return out
+
+
+@dataclass(frozen=True)
+class StackedSpaces:
+    """All class spaces of a benchmark, stacked for vectorised scoring.
+
+    Attributes:
+        vertices: kept synonym embeddings, grouped by class.
+        centers: ``(C, D)`` normalised mean of each class's kept vertices.
+        local_centers: local centers (normalised simplex means), grouped by class.
+        simplices: ``(S, m_max, D)`` simplex vertices, grouped by class; a simplex with fewer than
+            ``m_max`` vertices is padded with zero rows.
+    """
+
+    vertices: GroupedItems
+    centers: torch.Tensor
+    local_centers: GroupedItems
+    simplices: GroupedItems
+
+    @classmethod
+    def from_spaces(cls, spaces: Sequence[SynonymSpace]) -> "StackedSpaces":
+        m_max = max(len(s) for space in spaces for s in space.simplices)
+
+        def padded(space: SynonymSpace) -> np.ndarray:
+            out = np.zeros((len(space.simplices), m_max, space.embeddings.shape[1]), np.float32)
+            for i, s in enumerate(space.simplices):
+                out[i, : len(s)] = space.embeddings[list(s)]
+            return out  # (S_c, m_max, D)
+
+        return cls(
+            vertices=GroupedItems.from_lists([s.vertices for s in spaces]),
+            centers=torch.as_tensor(np.stack([s.center for s in spaces]), dtype=torch.float32),
+            local_centers=GroupedItems.from_lists([s.local_centers for s in spaces]),
+            simplices=GroupedItems.from_lists([padded(s) for s in spaces]),
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.centers.shape[0])
+
+    def to(self, device: torch.device | str) -> "StackedSpaces":
+        return StackedSpaces(
+            self.vertices.to(device),
+            self.centers.to(device),
+            self.local_centers.to(device),
+            self.simplices.to(device),
+        )
+
+
+def _rows(images: torch.Tensor, chunk_size: int):
+    for start in range(0, images.shape[0], chunk_size):
+        yield images[start : start + chunk_size]
+
+
+def _chunked(images: torch.Tensor, chunk_size: int, fn) -> torch.Tensor:
+    return torch.cat([fn(chunk) for chunk in _rows(images, chunk_size)])
+
+
+def point_to_point(
+    images: torch.Tensor, spaces: StackedSpaces, reduction: Reduction = "max", chunk_size: int = 8192
+) -> torch.Tensor:
+    """``(N, C)``: max (or mean) cosine between each image and a class's kept synonyms.
+
+    Args:
+        images: ``(N, D)`` unit rows.
+    """
+    vertices = spaces.vertices
+    return _chunked(images, chunk_size, lambda x: vertices.reduce(x @ vertices.items.T, reduction))
+
+
+def point_to_center(images: torch.Tensor, spaces: StackedSpaces) -> torch.Tensor:
+    """``(N, C)``: cosine to the normalised mean of a class's kept synonyms (= prompt ensemble)."""
+    return images @ spaces.centers.T
+
+
+def point_to_local_center(
+    images: torch.Tensor,
+    spaces: StackedSpaces,
+    reduction: Reduction = "max",
+    temperature: float = 0.01,
+    chunk_size: int = 8192,
+) -> torch.Tensor:
+    """``(N, C)``: the proposed metric, max (or soft-max) cosine over a class's local centers."""
+    centers = spaces.local_centers
+    return _chunked(
+        images, chunk_size, lambda x: centers.reduce(x @ centers.items.T, reduction, temperature)
+    )
+
+
+def _cone_cosine(b: torch.Tensor, gram: torch.Tensor, valid: torch.Tensor, sweeps: int) -> torch.Tensor:
+    """Largest cosine between a unit vector v and the cone spanned by unit vectors T.
+
+    Solves min_{a >= 0} |v - T a|^2 = 1 - 2 b.a + a^T G a (non-negative least squares in Gram
+    form) by exact cyclic coordinate descent warm-started at the best vertex, then polishes: on
+    the support found, the unconstrained optimum is solved exactly (float64), and kept when it is
+    feasible and better. The returned value is v.p / |p| for an actual cone point p = T a, so it
+    never overestimates the optimum.
+
+    Args:
+        b: ``(n, S, m)`` inner products v . t_j (padding vertices: anything).
+        gram: ``(S, m, m)`` Gram matrices T^T T (unit diagonal on real vertices).
+        valid: ``(S, m)`` bool, False on padding vertices.
+        sweeps: coordinate-descent sweeps.
+
+    Returns:
+        ``(n, S)``.
+    """
+    b = b.masked_fill(~valid, float("-inf"))
+    best_vertex_cosine, best_vertex = b.max(dim=-1, keepdim=True)
+    b = b.masked_fill(~valid, 0.0)
+    a = torch.zeros_like(b).scatter_(-1, best_vertex, best_vertex_cosine.clamp_min(0))
+    for _ in range(sweeps):
+        for j in range(b.shape[-1]):
+            # Exact minimisation along coordinate j (G_jj = 1; padding rows of G are 0, so a_j stays 0).
+            step = b[..., j] - (a * gram[:, j, :]).sum(dim=-1)
+            a[..., j] = (a[..., j] + step).clamp_min(0) * valid[:, j]
+
+    def cosine_of(coeffs: torch.Tensor) -> torch.Tensor:
+        norm_sq = torch.einsum("nsi,sij,nsj->ns", coeffs, gram.to(coeffs.dtype), coeffs).clamp_min(1e-24)
+        return (coeffs * b.to(coeffs.dtype)).sum(dim=-1) / norm_sq.sqrt()
+
+    # Polish: on the support S, the optimum solves G_SS a_S = b_S.
+    support = (a > 0).double()
+    eye = torch.eye(b.shape[-1], dtype=torch.float64)
+    system = gram.double() * support[..., :, None] * support[..., None, :] + eye * (1 - support[..., None, :])
+    exact, info = torch.linalg.solve_ex(system, (b.double() * support).unsqueeze(-1))
+    exact = exact.squeeze(-1)
+    usable = (info == 0) & (exact >= -1e-12).all(dim=-1) & (support.sum(-1) > 0)
+    exact_cosine = torch.where(usable, cosine_of(exact.clamp_min(0)), torch.tensor(-2.0, dtype=torch.float64))
+    cosine = torch.maximum(cosine_of(a.double()), exact_cosine).to(b.dtype)
+    # No vertex with a positive cosine: the cone projection is 0 and the best hull point is a vertex.
+    return torch.where(best_vertex_cosine.squeeze(-1) > 0, cosine, best_vertex_cosine.squeeze(-1))
+
+
+def point_to_simplex(
+    images: torch.Tensor, spaces: StackedSpaces, sweeps: int = 50, chunk_size: int = 512
+) -> torch.Tensor:
+    """``(N, C)``: the largest cosine between an image and any point of a class's simplices.
+
+    For each simplex, the best point of its convex hull lies on the ray of the non-negative least
+    squares projection of the image onto the simplex's cone (cosine ignores scale).
+    """
+    simplices = spaces.simplices
+    verts = simplices.items  # (S, m, D), zero rows pad smaller simplices
+    valid = verts.abs().sum(dim=-1) > 0
+    gram = torch.einsum("smd,snd->smn", verts, verts)
+    flat = verts.reshape(-1, verts.shape[-1])
+
+    def chunk_scores(x: torch.Tensor) -> torch.Tensor:
+        b = (x @ flat.T).reshape(x.shape[0], verts.shape[0], verts.shape[1])
+        return simplices.reduce(_cone_cosine(b, gram, valid, sweeps), "max")
+
+    return _chunked(images, chunk_size, chunk_scores)
+
+
+METRICS = ("point_to_point_max", "point_to_point_mean", "point_to_center", "point_to_simplex", "point_to_local_center")
+
+
+def score(
+    images: torch.Tensor,
+    spaces: StackedSpaces,
+    metric: str,
+    temperature: float | None = None,
+    simplex_sweeps: int = 50,
+) -> torch.Tensor:
+    """Dispatch by metric name (one of ``METRICS``); ``temperature`` switches local centers to soft-max."""
+    if metric == "point_to_point_max":
+        return point_to_point(images, spaces, "max")
+    if metric == "point_to_point_mean":
+        return point_to_point(images, spaces, "mean")
+    if metric == "point_to_center":
+        return point_to_center(images, spaces)
+    if metric == "point_to_simplex":
+        return point_to_simplex(images, spaces, sweeps=simplex_sweeps)
+    if metric == "point_to_local_center":
+        if temperature:
+            return point_to_local_center(images, spaces, "softmax", temperature)
+        return point_to_local_center(images, spaces, "max")
+    raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")

@@ -1,0 +1,120 @@
+"""Point-to-space metrics against independent brute force."""
+
+import numpy as np
+import pytest
+import torch
+
+from s3.scoring import METRICS, GroupedItems, StackedSpaces, point_to_simplex, score
+from s3.spaces import SpaceConfig, build_space
+
+
+def random_spaces(seed, num_classes=5, d=8, config=SpaceConfig(radius_rule="mst_quantile", mst_quantile=0.6)):
+    rng = np.random.default_rng(seed)
+    spaces = []
+    for _ in range(num_classes):
+        k = int(rng.integers(1, 7))
+        base = rng.normal(size=d)
+        spaces.append(build_space(base + 0.7 * rng.normal(size=(k, d)), config))
+    return spaces
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_grouped_reduce_matches_a_python_loop():
+    rng = np.random.default_rng(1)
+    per_class = [rng.normal(size=(int(m), 3)) for m in rng.integers(1, 5, size=9)]
+    grouped = GroupedItems.from_lists(per_class)
+    x = torch.randn(4, 3)
+    values = x @ grouped.items.T
+    expected = torch.stack(
+        [torch.stack([(x @ torch.as_tensor(p, dtype=torch.float32).T)[i].max() for p in per_class]) for i in range(4)]
+    )
+    torch.testing.assert_close(grouped.reduce(values, "max"), expected)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_point_metrics_match_brute_force(seed):
+    spaces = random_spaces(seed)
+    stacked = StackedSpaces.from_spaces(spaces)
+    images = unit(np.random.default_rng(seed + 100).normal(size=(7, 8))).astype(np.float32)
+    x = torch.as_tensor(images)
+    brute = {
+        "point_to_point_max": [[(s.vertices @ v).max() for s in spaces] for v in images],
+        "point_to_point_mean": [[(s.vertices @ v).mean() for s in spaces] for v in images],
+        # The classic prompt ensemble: normalised mean of the (kept) synonym embeddings.
+        "point_to_center": [[v @ unit(s.vertices.mean(0)) for s in spaces] for v in images],
+        "point_to_local_center": [
+            [max(v @ unit(s.embeddings[list(sx)].mean(0)) for sx in s.simplices) for s in spaces] for v in images
+        ],
+    }
+    for metric, expected in brute.items():
+        np.testing.assert_allclose(score(x, stacked, metric).numpy(), np.array(expected), atol=1e-5, err_msg=metric)
+
+
+def test_point_to_center_is_the_prompt_ensemble_when_all_synonyms_are_kept():
+    rng = np.random.default_rng(3)
+    emb = unit(rng.normal(size=(6, 16)))
+    space = build_space(emb, SpaceConfig(radius_rule="global", epsilon=2.0))
+    assert len(space.kept) == 6
+    v = unit(rng.normal(size=(1, 16))).astype(np.float32)
+    ensemble = unit(emb.mean(0))
+    got = score(torch.as_tensor(v), StackedSpaces.from_spaces([space]), "point_to_center")
+    np.testing.assert_allclose(got.numpy()[0, 0], v[0] @ ensemble, atol=1e-6)
+    # One maximal simplex: its local center is the center itself.
+    got_local = score(torch.as_tensor(v), StackedSpaces.from_spaces([space]), "point_to_local_center")
+    np.testing.assert_allclose(got_local.numpy(), got.numpy(), atol=1e-6)
+
+
+def barycentric_grid(m, steps):
+    if m == 1:
+        return np.ones((1, 1))
+    grid = [np.array(p) / steps for p in np.ndindex(*(steps + 1,) * (m - 1)) if sum(p) <= steps]
+    grid = np.array(grid)
+    return np.hstack([grid, 1 - grid.sum(1, keepdims=True)])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_point_to_simplex_matches_dense_sampling(seed):
+    rng = np.random.default_rng(seed)
+    d = 5
+    spaces = []
+    for _ in range(3):
+        base = rng.normal(size=d)
+        spaces.append(build_space(base + 0.8 * rng.normal(size=(4, d)), SpaceConfig(radius_rule="global", epsilon=2.0, max_dimension=2)))
+    images = unit(np.concatenate([rng.normal(size=(6, d)), [s.center + 0.3 * rng.normal(size=d) for s in spaces]]))
+    got = point_to_simplex(torch.as_tensor(images, dtype=torch.float32), StackedSpaces.from_spaces(spaces)).numpy()
+    for c, space in enumerate(spaces):
+        sampled = np.concatenate(
+            [barycentric_grid(len(s), 120) @ space.embeddings[list(s)].astype(np.float64) for s in space.simplices]
+        )
+        best = (images @ unit(sampled).T).max(axis=1)
+        assert np.all(got[:, c] >= best - 1e-5), "never worse than a sampled hull point"
+        np.testing.assert_allclose(got[:, c], best, atol=1e-3)
+
+
+def test_point_to_simplex_with_all_negative_cosines_is_the_best_vertex():
+    space = build_space(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), SpaceConfig(radius_rule="global", epsilon=2.0))
+    v = torch.tensor([[-0.6, -0.8, 0.0]])
+    got = point_to_simplex(v, StackedSpaces.from_spaces([space]))
+    assert got.item() == pytest.approx(-0.6, abs=1e-6)
+
+
+def test_softmax_local_center_tends_to_max():
+    spaces = random_spaces(0)
+    stacked = StackedSpaces.from_spaces(spaces)
+    x = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    hard = score(x, stacked, "point_to_local_center")
+    soft = score(x, stacked, "point_to_local_center", temperature=1e-4)
+    torch.testing.assert_close(soft, hard, atol=1e-3, rtol=0)
+    assert torch.all(score(x, stacked, "point_to_local_center", temperature=0.1) >= hard - 1e-6)
+
+
+def test_metrics_have_shape_n_by_c():
+    stacked = StackedSpaces.from_spaces(random_spaces(1, num_classes=4))
+    x = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    for metric in METRICS:
+        assert score(x, stacked, metric).shape == (3, 4)
+    with pytest.raises(ValueError, match="unknown metric"):
+        score(x, stacked, "point_to_nowhere")
