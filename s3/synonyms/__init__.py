@@ -1,0 +1,1 @@
+"""The synonym bank: LLM replies parsed and normalised, stored per dataset with provenance."""

@@ -1,0 +1,50 @@
+"""Text embeddings: names through templates, averaged per name (prompt ensembling)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from s3.models import LoadedModel
+from s3.progress import progress
+
+__all__ = ["encode_texts", "embed_names"]
+
+
+@torch.no_grad()
+def encode_texts(loaded: LoadedModel, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    """``(T, D)`` float32 unit rows, on the CPU."""
+    chunks = []
+    batches = range(0, len(texts), batch_size)
+    for start in progress(batches, desc="text", unit="batch"):
+        tokens = loaded.tokenizer(list(texts[start : start + batch_size])).to(loaded.device)
+        with loaded.autocast():
+            chunks.append(F.normalize(loaded.model.encode_text(tokens).float(), dim=-1).cpu())
+    return torch.cat(chunks) if chunks else torch.zeros(0, 0)
+
+
+def embed_names(
+    loaded: LoadedModel,
+    names_per_class: Sequence[Sequence[str]],
+    templates: Sequence[str],
+    batch_size: int = 256,
+) -> list[np.ndarray]:
+    """Embed every name of every class through the templates.
+
+    A name's embedding is the normalised mean of its unit template embeddings.
+
+    Args:
+        names_per_class: C lists of names (class c has K_c names).
+        templates: format strings with one ``{}``.
+
+    Returns:
+        C arrays, class c of shape ``(K_c, D)`` float32 with unit rows.
+    """
+    texts = [t.format(name) for names in names_per_class for name in names for t in templates]
+    emb = encode_texts(loaded, texts, batch_size)
+    per_name = F.normalize(emb.reshape(-1, len(templates), emb.shape[-1]).mean(dim=1), dim=-1).numpy()
+    sizes = np.cumsum([len(names) for names in names_per_class])[:-1]
+    return [block.astype(np.float32) for block in np.split(per_name, sizes)]
