@@ -25,7 +25,17 @@ from s3.datasets import DatasetError, ImageList
 from s3.models import LoadedModel
 from s3.progress import progress
 
-__all__ = ["FeatureCache", "Features", "extract_image_features", "cached_image_features", "digest"]
+__all__ = [
+    "FeatureCache",
+    "Features",
+    "extract_image_features",
+    "cached_image_features",
+    "save_benchmark_features",
+    "load_benchmark_features",
+    "save_class_list",
+    "load_class_list",
+    "digest",
+]
 
 
 def digest(obj: Any) -> str:
@@ -179,3 +189,38 @@ def cached_image_features(
     }
     cache.save(name, key, features)
     return features, False
+
+
+def save_benchmark_features(path: str | Path, features: Features, images: ImageList) -> None:
+    """The features stage's output: features, labels, and the class list they are labelled by."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "benchmark": images.benchmark,
+            "classnames": images.classnames,
+            "bank_indices": images.bank_indices,
+            "features": features.features,
+            "labels": features.labels,
+            "meta": json.dumps(features.meta, sort_keys=True),
+        },
+        path,
+    )
+
+
+def load_benchmark_features(path: str | Path) -> tuple[Features, ImageList]:
+    """``(features, images)``; ``images`` carries the class list (paths are not stored)."""
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    images = ImageList(raw["benchmark"], raw["classnames"], [], raw["labels"].tolist(), raw["bank_indices"])
+    return Features(raw["features"], raw["labels"], json.loads(raw["meta"])), images
+
+
+def save_class_list(path: str | Path, images: ImageList) -> None:
+    """The class list alone (small, so the spaces stage does not depend on the features file)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    record = {"benchmark": images.benchmark, "classnames": images.classnames, "bank_indices": images.bank_indices}
+    Path(path).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def load_class_list(path: str | Path) -> ImageList:
+    record = json.loads(Path(path).read_text())
+    return ImageList(record["benchmark"], record["classnames"], [], [], record["bank_indices"])

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from s3.models import LoadedModel
 from s3.progress import progress
 
-__all__ = ["encode_texts", "embed_names"]
+__all__ = ["encode_texts", "embed_names", "embed_classnames"]
 
 
 @torch.no_grad()
@@ -48,3 +48,9 @@ def embed_names(
     per_name = F.normalize(emb.reshape(-1, len(templates), emb.shape[-1]).mean(dim=1), dim=-1).numpy()
     sizes = np.cumsum([len(names) for names in names_per_class])[:-1]
     return [block.astype(np.float32) for block in np.split(per_name, sizes)]
+
+
+def embed_classnames(loaded: LoadedModel, classnames: Sequence[str], templates: Sequence[str],
+                     batch_size: int = 256) -> torch.Tensor:
+    """``(C, D)`` zero-shot classifier: each class name's normalised mean over the templates."""
+    return torch.from_numpy(np.concatenate(embed_names(loaded, [[c] for c in classnames], templates, batch_size)))

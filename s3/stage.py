@@ -1,0 +1,249 @@
+"""Run one pipeline stage: a parameterised notebook executed by papermill.
+
+    python -m s3.stage notebooks/02_features.ipynb --name features@eurosat \
+        --sections data,model,features --set benchmark=eurosat \
+        --output results/notebooks/02_features-eurosat.ipynb
+
+What this adds to papermill:
+
+* the notebook's ``parameters`` cell and the stage's parameters must agree, down to the keys of
+  each section: an unknown or missing name fails the stage with a message naming it (papermill
+  alone only warns);
+* the executed notebook is written without papermill's timestamps, so an unchanged rerun is
+  byte-identical, and it ends with a provenance cell (git commit, package versions, device,
+  seed, parameters), also stored in its metadata;
+* when a cell fails, the partial notebook is kept under ``logs/`` and the error names the stage,
+  the cell and that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+__all__ = ["StageError", "parameters_cell_defaults", "check_parameters", "run_stage", "provenance", "main"]
+
+PACKAGES = ("torch", "open_clip_torch", "gudhi", "numpy", "scipy", "pandas", "papermill", "dvc")
+LOG_DIR = Path("logs")
+
+
+class StageError(RuntimeError):
+    """A stage could not run or failed; the message says where to look."""
+
+
+def parameters_cell_defaults(notebook: nbformat.NotebookNode, path: str = "notebook") -> dict[str, Any]:
+    """Names and literal defaults of the cell tagged ``parameters``."""
+    cells = [c for c in notebook.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise StageError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    defaults: dict[str, Any] = {}
+    for node in ast.parse(cells[0].source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise StageError(f"{path}: the parameters cell may only hold 'name = literal' lines")
+        try:
+            defaults[node.targets[0].id] = ast.literal_eval(node.value)
+        except ValueError as error:
+            raise StageError(f"{path}: parameter {node.targets[0].id} is not a literal") from error
+    return defaults
+
+
+def _key_problems(expected: Any, given: Any, prefix: str) -> list[str]:
+    if not (isinstance(expected, dict) and isinstance(given, dict)):
+        return []
+    problems = [f"unknown parameter '{prefix}{k}'" for k in given if k not in expected]
+    problems += [f"missing parameter '{prefix}{k}'" for k in expected if k not in given]
+    for key in expected.keys() & given.keys():
+        problems += _key_problems(expected[key], given[key], f"{prefix}{key}.")
+    return problems
+
+
+def check_parameters(defaults: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """Every disagreement between a notebook's parameters and the stage's, as messages."""
+    return _key_problems(defaults, given, "")
+
+
+def _git_commit(root: Path) -> str:
+    if os.environ.get("S3_GIT_COMMIT"):
+        return os.environ["S3_GIT_COMMIT"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + ("+uncommitted-changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+
+
+def _device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    return f"cpu: {platform.processor() or platform.machine()}"
+
+
+def provenance(parameters: dict[str, Any], root: Path) -> dict[str, Any]:
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    seed = parameters.get("seed", (parameters.get("model") or {}).get("seed"))
+    return {
+        "git_commit": _git_commit(root),
+        "python": platform.python_version(),
+        "packages": versions,
+        "device": _device(),
+        "seed": seed,
+        "parameters": parameters,
+    }
+
+
+def _provenance_cell(record: dict[str, Any]) -> nbformat.NotebookNode:
+    rows = [
+        ("git commit", record["git_commit"]),
+        ("device", record["device"]),
+        ("seed", record["seed"]),
+        ("python", record["python"]),
+        *((name, version) for name, version in record["packages"].items()),
+    ]
+    table = "\n".join(f"| {k} | `{v}` |" for k, v in rows)
+    params = yaml.safe_dump(record["parameters"], sort_keys=True, default_flow_style=False)
+    text = (
+        "## Provenance\n\nWritten by `s3.stage` after the run.\n\n| what | value |\n|---|---|\n"
+        f"{table}\n\nParameters:\n\n```yaml\n{params}```\n"
+    )
+    return nbformat.v4.new_markdown_cell(text, metadata={"tags": ["provenance"]})
+
+
+def _strip_volatile(notebook: nbformat.NotebookNode) -> None:
+    """Remove timestamps and paths that change between identical runs."""
+    pm = notebook.metadata.get("papermill", {})
+    notebook.metadata["papermill"] = {k: pm[k] for k in ("parameters", "version") if k in pm}
+    for cell in notebook.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        cell.pop("id", None)
+    notebook.nbformat_minor = 4  # cell ids are optional before 4.5; they are random, so drop them
+
+
+def _write_atomic(notebook: nbformat.NotebookNode, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".ipynb.tmp")
+    os.close(fd)
+    try:
+        nbformat.write(notebook, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _failed_cell(notebook: nbformat.NotebookNode) -> str:
+    for index, cell in enumerate(notebook.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+                return (f"cell {index} (execution count {cell.get('execution_count')}, '{first_line[:60]}'): "
+                        f"{output.get('ename')}: {output.get('evalue')}")
+    return "unknown cell"
+
+
+def run_stage(
+    notebook_path: str | Path,
+    name: str,
+    sections: list[str],
+    extra: dict[str, Any],
+    output: str | Path,
+    params_file: str | Path = "params.yaml",
+    root: str | Path = ".",
+) -> Path:
+    """Validate parameters, execute the notebook, write it without volatile metadata."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    root = Path(root).resolve()
+    notebook_path, output = Path(notebook_path), Path(output)
+    params = yaml.safe_load(Path(root / params_file).read_text()) or {}
+    missing_sections = [s for s in sections if s not in params]
+    if missing_sections:
+        raise StageError(f"stage {name}: {params_file} has no section(s) {missing_sections}")
+    parameters = {s: params[s] for s in sections} | extra
+    defaults = parameters_cell_defaults(nbformat.read(root / notebook_path, as_version=4), str(notebook_path))
+    problems = check_parameters(defaults, parameters)
+    if problems:
+        raise StageError(
+            f"stage {name}: {notebook_path} and the stage's parameters disagree: " + "; ".join(problems)
+            + f". Fix {params_file} (or the notebook's parameters cell and dvc.yaml) so they match."
+        )
+    env_before = dict(os.environ)
+    os.environ.update({"TQDM_DISABLE": "1", "PYTHONHASHSEED": "0", "S3_STAGE": name,
+                       "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))})
+    log_path = root / LOG_DIR / f"{name.replace('@', '-')}.ipynb"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        executed = papermill.execute_notebook(
+            str(root / notebook_path), str(log_path), parameters=parameters, cwd=str(root),
+            kernel_name="python3", progress_bar=False, log_output=False,
+        )
+    except PapermillExecutionError as error:
+        partial = nbformat.read(log_path, as_version=4)
+        raise StageError(
+            f"stage {name} failed in {notebook_path}, {_failed_cell(partial)}\n"
+            f"The executed notebook, with the traceback, is kept at {log_path.relative_to(root)}."
+        ) from error
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    record = provenance(parameters, root)
+    _strip_volatile(executed)
+    executed.metadata["s3_provenance"] = record
+    executed.cells.append(_provenance_cell(record))
+    _write_atomic(executed, root / output)
+    log_path.unlink(missing_ok=True)
+    return root / output
+
+
+def _parse_extra(pairs: list[str]) -> dict[str, Any]:
+    extra = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise StageError(f"--set expects key=value, got {pair!r}")
+        extra[key] = yaml.safe_load(value)
+    return extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebook")
+    parser.add_argument("--name", required=True, help="stage name, for messages and logs")
+    parser.add_argument("--sections", default="", help="comma-separated params.yaml sections")
+    parser.add_argument("--set", action="append", default=[], help="extra parameter key=value")
+    parser.add_argument("--output", required=True, help="where the executed notebook goes")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    try:
+        run_stage(args.notebook, args.name, [s for s in args.sections.split(",") if s],
+                  _parse_extra(args.set), args.output, args.params)
+    except StageError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
