@@ -20,6 +20,8 @@ __all__ = [
     "DatasetError",
     "load_benchmark",
     "prompt_form",
+    "save_class_list",
+    "load_class_list",
 ]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -232,7 +234,7 @@ def _load_aircraft(root: Path, split: str) -> ImageList:
     lines = _need(folder / f"images_variant_{split}.txt", "fgvc_aircraft", "split file").read_text().splitlines()
     paths, labels = [], []
     for line in filter(None, (ln.strip() for ln in lines)):
-        image_id, variant = line.split(" ", 1)
+        image_id, _, variant = line.partition(" ")
         if variant not in index:
             raise DatasetError(f"FGVCAircraft: variant {variant!r} of image {image_id} is not in variants.txt")
         paths.append(folder / "images" / f"{image_id}.jpg")
@@ -288,9 +290,16 @@ def _load_imagenet_v2(root: Path) -> ImageList:
     names = _imagenet_classnames(root, folder, "imagenet_v2")
     base = _need(folder / "imagenetv2-matched-frequency-format-val", "imagenet_v2", "image folder")
     by_index = {label: name for label, name in names.values()}
+    subs = [p for p in base.iterdir() if p.is_dir()]
+    valid = {str(i) for i in range(1000)}
+    unknown = sorted(p.name for p in subs if p.name not in valid)
+    if unknown:
+        raise DatasetError(f"{base}: folders {unknown[:5]} are not class folders 0..999; remove them")
+    if len(subs) != 1000:
+        raise DatasetError(f"{base}: found {len(subs)} class folders, expected 1000")
     paths, labels = [], []
     # Folder i is ImageNet class i: sort numerically, never as strings ("10" < "2").
-    for sub in sorted((p for p in base.iterdir() if p.is_dir()), key=lambda p: int(p.name)):
+    for sub in sorted(subs, key=lambda p: int(p.name)):
         for image in _images_in(sub):
             paths.append(image)
             labels.append(int(sub.name))
@@ -321,3 +330,16 @@ def load_benchmark(benchmark: str, root: str | Path, split: str = "test") -> Ima
     if benchmark == "imagenet_a":
         return _load_wnid_folders(root, "imagenet_a", "imagenet-a")
     return _load_wnid_folders(root, "imagenet_r", "imagenet-r")
+
+
+def save_class_list(path: str | Path, images: ImageList) -> None:
+    """The class list alone, as JSON (small, so text-side stages need not depend on image features)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    record = {"benchmark": images.benchmark, "classnames": images.classnames, "bank_indices": images.bank_indices}
+    Path(path).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def load_class_list(path: str | Path) -> ImageList:
+    """An ``ImageList`` holding only the class list (no images)."""
+    record = json.loads(Path(path).read_text())
+    return ImageList(record["benchmark"], record["classnames"], [], [], record["bank_indices"])

@@ -32,8 +32,6 @@ __all__ = [
     "cached_image_features",
     "save_benchmark_features",
     "load_benchmark_features",
-    "save_class_list",
-    "load_class_list",
     "digest",
 ]
 
@@ -213,14 +211,3 @@ def load_benchmark_features(path: str | Path) -> tuple[Features, ImageList]:
     images = ImageList(raw["benchmark"], raw["classnames"], [], raw["labels"].tolist(), raw["bank_indices"])
     return Features(raw["features"], raw["labels"], json.loads(raw["meta"])), images
 
-
-def save_class_list(path: str | Path, images: ImageList) -> None:
-    """The class list alone (small, so the spaces stage does not depend on the features file)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    record = {"benchmark": images.benchmark, "classnames": images.classnames, "bank_indices": images.bank_indices}
-    Path(path).write_text(json.dumps(record, indent=1) + "\n")
-
-
-def load_class_list(path: str | Path) -> ImageList:
-    record = json.loads(Path(path).read_text())
-    return ImageList(record["benchmark"], record["classnames"], [], [], record["bank_indices"])

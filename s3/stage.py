@@ -153,13 +153,18 @@ def _write_atomic(notebook: nbformat.NotebookNode, path: Path) -> None:
 
 
 def _failed_cell(notebook: nbformat.NotebookNode) -> str:
-    for index, cell in enumerate(notebook.cells):
+    """'cell N (...)' with N counted 1-based in the source notebook (papermill's own cells skipped)."""
+    source_cells = [
+        c for c in notebook.cells
+        if not {"injected-parameters", "papermill-error-cell-tag"} & set(c.get("metadata", {}).get("tags", []))
+    ]
+    for number, cell in enumerate(source_cells, start=1):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-                return (f"cell {index} (execution count {cell.get('execution_count')}, '{first_line[:60]}'): "
+                return (f"cell {number} ('{first_line[:60]}'): "
                         f"{output.get('ename')}: {output.get('evalue')}")
-    return "unknown cell"
+    return "an unknown cell"
 
 
 def run_stage(
@@ -209,9 +214,9 @@ def run_stage(
         os.environ.clear()
         os.environ.update(env_before)
     record = provenance(parameters, root)
-    _strip_volatile(executed)
     executed.metadata["s3_provenance"] = record
     executed.cells.append(_provenance_cell(record))
+    _strip_volatile(executed)
     _write_atomic(executed, root / output)
     log_path.unlink(missing_ok=True)
     return root / output

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import openai
 
-from s3.synonyms.bank import BankError, SynonymRecord, read_bank, write_bank
+from s3.synonyms.bank import SynonymRecord, read_bank, write_bank
 from s3.synonyms.normalize import MalformedReply, normalise_synonyms, parse_reply
 from s3.synonyms.prompt import CONTEXTS, prompt_sha256, render_prompt
 
@@ -72,34 +72,45 @@ def make_client(config: GeneratorConfig) -> openai.OpenAI:
 
 
 def _read_done(path: Path) -> dict[int, SynonymRecord]:
-    """Completed records of an interrupted run; a torn last line is dropped and rewritten."""
+    """Completed records of an interrupted run; a torn last line is dropped and rewritten.
+
+    Only the last line can be torn (records are appended one at a time); any other bad line is a
+    ``BankError`` raised before a single request is paid for, and the file is left as it is.
+    """
     if not path.is_file():
         return {}
-    lines = path.read_text(encoding="utf-8").splitlines()
-    good = []
-    for line in lines:
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    torn = False
+    if lines:
         try:
-            json.loads(line)
-            good.append(line)
+            json.loads(lines[-1])
         except json.JSONDecodeError:
-            break  # an interrupted write: everything from here on is discarded
-    if len(good) != len(lines):
-        path.write_text("".join(g + "\n" for g in good), encoding="utf-8")
-    try:
-        return {r.index: r for r in read_bank(path)}
-    except BankError:
-        return {}
+            torn = True  # an interrupted write: drop it
+            lines = lines[:-1]
+    if torn or (text and not text.endswith("\n")):  # appending must start on a fresh line
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return {r.index: r for r in read_bank(path)}
 
 
 def _ask(client: openai.OpenAI, config: GeneratorConfig, prompt: str) -> str:
-    response = client.chat.completions.create(
-        model=config.model,
-        messages=[{"role": "user", "content": prompt}],
-        temperature=config.temperature,
-        seed=config.seed,
-        max_tokens=config.max_tokens,
-    )
-    return response.choices[0].message.content or ""
+    try:
+        response = client.chat.completions.create(
+            model=config.model,
+            messages=[{"role": "user", "content": prompt}],
+            temperature=config.temperature,
+            seed=config.seed,
+            max_tokens=config.max_tokens,
+        )
+    except (json.JSONDecodeError, openai.APIResponseValidationError) as error:
+        raise MalformedReply(f"response body is not valid JSON ({type(error).__name__})") from None
+    try:  # a body that is not a chat completion (HTML error page, no choices) is a malformed reply
+        content = response.choices[0].message.content
+    except (AttributeError, IndexError, KeyError, TypeError) as error:
+        raise MalformedReply(f"response is not a chat completion ({type(error).__name__})") from None
+    if content is not None and not isinstance(content, str):
+        raise MalformedReply(f"message content is {type(content).__name__}, not text")
+    return content or ""
 
 
 def generate_bank(
@@ -156,7 +167,8 @@ def generate_bank(
                     problem = f"invalid reply: {error}"
                 except _RETRYABLE as error:
                     problem = f"{type(error).__name__}"
-                    sleep(config.backoff_s * 2**attempt)
+                    if attempt + 1 < config.max_attempts:  # no pointless wait after the last attempt
+                        sleep(config.backoff_s * 2**attempt)
                 except openai.APIStatusError as error:  # other 4xx: retrying will not help
                     problem = f"HTTP {error.status_code}"
                     break

@@ -46,14 +46,9 @@ def parse_reply(reply: str) -> list[str]:
     if len(reply) > MAX_REPLY_CHARS:
         raise MalformedReply(f"reply of {len(reply)} characters exceeds {MAX_REPLY_CHARS}; not a short list")
     text = re.sub(r"```(?:json)?", "", reply).strip()
-    start, end = text.find("["), text.rfind("]")
-    if start != -1 and end > start:
-        try:
-            items = json.loads(text[start : end + 1])
-        except json.JSONDecodeError:
-            items = None
-        if isinstance(items, list):
-            return [str(x) for x in items if isinstance(x, (str, int, float))]
+    items = _json_array(text)
+    if items is not None:
+        return [str(x) for x in items if isinstance(x, (str, int, float))]
     lines = [ln for ln in text.splitlines() if ln.strip()]
     listed = [_MARKER.sub("", ln) for ln in lines if _MARKER.match(ln)]
     if listed:
@@ -63,13 +58,39 @@ def parse_reply(reply: str) -> list[str]:
     raise MalformedReply("no JSON array, numbered/bulleted list or comma-separated line found")
 
 
+def _json_array(text: str) -> list | None:
+    """The JSON array in ``text``: the widest ``[...]`` span, else the first array of strings that
+    starts at some ``[`` (prose around the array may hold brackets of its own)."""
+    start, end = text.find("["), text.rfind("]")
+    if start == -1 or end < start:
+        return None
+    try:
+        items = json.loads(text[start : end + 1])
+        if isinstance(items, list):
+            return items
+    except json.JSONDecodeError:
+        pass
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\[", text):
+        try:
+            items, _ = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(items, list) and any(isinstance(x, str) for x in items):
+            return items
+    return None
+
+
 def _clean(name: str) -> str:
     name = re.sub(r"\s+", " ", name.strip())
-    while len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'`":
-        name = name[1:-1].strip()  # only matching outer quotes: keep cultivars like 'Granny Smith'
-    name = name.rstrip(";:,").strip()
-    if name.endswith(".") and name.count(".") == 1:  # a sentence full stop, not "R.V."
-        name = name[:-1].strip()
+    previous = None
+    while name != previous:  # until stable: '"Coon cat",' and '"Coon cat".' lose comma, stop and quotes
+        previous = name
+        name = name.rstrip(";:,").strip()
+        while len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'`":
+            name = name[1:-1].strip()  # only matching outer quotes: keep cultivars like 'Granny Smith'
+        if name.endswith(".") and name.count(".") == 1:  # a sentence full stop, not "R.V."
+            name = name[:-1].strip()
     return name
 
 

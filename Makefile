@@ -1,0 +1,37 @@
+# S^3 artifact. `make` lists the targets.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+.DEFAULT_GOAL := help
+
+.PHONY: help install demo test test-fast repro bench lab clean-demo
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv with the pinned packages (about 2 minutes)
+
+demo: install ## run the whole pipeline on the embedded offline demo (runs/demo, about 1 minute)
+	$(PY) -m s3.demo
+
+test: install ## run the test suite (CPU, offline, a few minutes)
+	$(PY) -m pytest
+
+test-fast: install ## the test suite without the end-to-end pipeline runs
+	$(PY) -m pytest -m "not slow"
+
+repro: install ## regenerate the paper results (needs a GPU, the datasets and the weights)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro
+
+bench: install ## scoring benchmark (N=50,000 images, C=1000 classes, CPU)
+	$(PY) bench/scoring.py
+
+lab: install ## open the notebooks in JupyterLab
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-demo: ## delete the demo workspace
+	rm -rf runs/demo

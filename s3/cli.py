@@ -1,0 +1,101 @@
+"""The ``s3`` command line.
+
+    s3 demo                                   run the offline demo pipeline
+    s3 synonyms check [--dataset ID ...]      coverage and statistics of the synonym bank
+    s3 data verify --root DIR [--dataset ID]  check datasets against the protocol
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _synonyms_check(args: argparse.Namespace) -> int:
+    from s3.synonyms.bank import BANK_SIZES, BankError, bank_file, check_bank, read_bank
+
+    datasets = args.dataset or list(BANK_SIZES)
+    classnames = None
+    if args.classnames:
+        if len(datasets) != 1:
+            print("ERROR: --classnames needs exactly one --dataset", file=sys.stderr)
+            return 2
+        classnames = [ln.strip() for ln in Path(args.classnames).read_text().splitlines() if ln.strip()]
+    failed = False
+    reports = []
+    for dataset in datasets:
+        try:
+            report = check_bank(dataset, read_bank(bank_file(args.bank_dir, dataset)), classnames, args.min_synonyms)
+        except BankError as error:
+            print(f"{dataset:<15} ERROR {error}")
+            failed = True
+            continue
+        reports.append(report)
+        print(report.line())
+        for missing in report.missing:
+            print(f"    without synonyms: {missing}")
+        failed |= not report.ok
+    if reports and not args.dataset:
+        counts = [report.synonyms_mean * report.num_classes for report in reports]
+        classes = sum(r.num_classes for r in reports)
+        print(f"{'all':<15} classes {classes:>5}  synonyms/class mean {sum(counts) / classes:5.2f} "
+              f"min {min(r.synonyms_min for r in reports):>2} max {max(r.synonyms_max for r in reports):>2}")
+    return 1 if failed else 0
+
+
+def _data_verify(args: argparse.Namespace) -> int:
+    from s3.verify import format_reports, verify_all
+
+    root = args.root or os.environ.get("S3_DATA_ROOT")
+    if not root:
+        print("ERROR: give --root DIR or set S3_DATA_ROOT", file=sys.stderr)
+        return 2
+    reports = verify_all(root, args.dataset or None, check_images=not args.quick)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in reports], indent=1))
+    else:
+        print(format_reports(reports))
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from s3.demo import main as demo_main
+
+    return demo_main(["--workspace", args.workspace] if args.workspace else [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="s3", description="S^3: synonymous semantic spaces for CLIP")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the offline demo pipeline")
+    demo.add_argument("--workspace", default=None)
+    demo.set_defaults(run=_demo)
+
+    synonyms = commands.add_parser("synonyms", help="synonym bank tools").add_subparsers(dest="action", required=True)
+    check = synonyms.add_parser("check", help="coverage of the bank against class lists (by index)")
+    check.add_argument("--bank-dir", default="data/synonyms")
+    check.add_argument("--dataset", action="append", help="bank id (repeatable); default: all")
+    check.add_argument("--classnames", help="a file with the dataset's class names, one per line, in label order")
+    check.add_argument("--min-synonyms", type=int, default=3, help="fewer names (label included) count as missing")
+    check.set_defaults(run=_synonyms_check)
+
+    data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="action", required=True)
+    verify = data.add_parser("verify", help="check datasets in the CoOp layout")
+    verify.add_argument("--root", help="data root (default: $S3_DATA_ROOT)")
+    verify.add_argument("--dataset", action="append", help="benchmark id (repeatable); default: all 15")
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.add_argument("--quick", action="store_true", help="skip opening every image")
+    verify.set_defaults(run=_data_verify)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Check that the benchmark datasets are in place and complete before any feature extraction.
+
+For each benchmark, :func:`verify_benchmark` reports whether its folder is there, its class and
+test-image counts against the protocol, missing and unreadable test images, and folders that no
+split refers to. Nothing raises for a bad dataset: every fault becomes a problem line that says
+what to do about it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from s3.datasets import _CALTECH_EXCLUDED, _JSON_SPLITS, BENCHMARKS, DatasetError, ImageList, load_benchmark
+
+__all__ = ["VerifyReport", "verify_benchmark", "verify_all", "format_reports"]
+
+# Folders beside the images that belong to the download but hold no split images.
+_NOT_CLASS_FOLDERS: dict[str, set[str]] = {"caltech101": _CALTECH_EXCLUDED, "stanford_cars": {"devkit"}}
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_benchmark` found for one benchmark.
+
+    Attributes:
+        benchmark, title: the benchmark id and its display name.
+        found: whether the benchmark's folder exists under the data root.
+        classes, test_images: what was loaded (``None`` when loading failed).
+        expected_classes, expected_test_images: the protocol's figures.
+        problems: one line per fault, each saying what to do.
+    """
+
+    benchmark: str
+    title: str
+    found: bool
+    classes: int | None
+    expected_classes: int
+    test_images: int | None
+    expected_test_images: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the dataset is there and nothing is wrong with it."""
+        return self.found and not self.problems
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict of the fields plus ``ok``."""
+        return {**asdict(self), "ok": self.ok}
+
+
+def _listing(paths: Sequence[object], max_listed: int) -> str:
+    shown = ", ".join(str(p) for p in paths[:max_listed])
+    more = len(paths) - max_listed
+    return shown + (f", ... and {more} more" if more > 0 else "")
+
+
+def _unknown_folders(root: Path, benchmark: str) -> list[str]:
+    """Sub-folders of a JSON-split set's image root that no split item lies in (relative paths)."""
+    split_name, image_root = _JSON_SPLITS[benchmark]
+    folder = root / BENCHMARKS[benchmark].folder
+    splits = json.loads((folder / split_name).read_text())
+    image_dirs: set[Path] = set()
+    for part in ("train", "val", "test"):
+        image_dirs.update(Path(item[0]).parent for item in splits.get(part, []))
+    ancestors = {a for d in image_dirs for a in d.parents} | image_dirs
+    skip = _NOT_CLASS_FOLDERS.get(benchmark, set())
+    base = folder / image_root
+    if not base.is_dir():  # every test image is then reported missing
+        return []
+    unknown: list[str] = []
+    pending = [Path(".")]
+    while pending:  # walk only down the referenced folders: cheap even for SUN397's nesting
+        rel = pending.pop()
+        for sub in sorted(p for p in (base / rel).iterdir() if p.is_dir()):
+            name = rel / sub.name
+            if name not in ancestors:
+                if not (rel == Path(".") and sub.name in skip):
+                    unknown.append(str(name))
+            elif name not in image_dirs:
+                pending.append(name)
+    return sorted(unknown)
+
+
+def _unreadable(paths: Iterable[Path]) -> list[str]:
+    """``path (reason)`` for each existing image that PIL cannot open and verify."""
+    from PIL import Image
+
+    bad = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception as error:  # noqa: BLE001 - any failure means the file is unusable
+            bad.append(f"{path} ({type(error).__name__})")
+    return bad
+
+
+def _check(report: VerifyReport, images: ImageList, root: Path, check_images: bool, max_listed: int) -> None:
+    info = BENCHMARKS[report.benchmark]
+    problems = report.problems
+    if report.classes != info.num_classes:
+        problems.append(
+            f"{report.classes} classes, expected {info.num_classes}: the class list or split file is "
+            f"not the protocol's; replace it with the one from {info.source}"
+        )
+    if report.test_images != info.num_test:
+        problems.append(
+            f"{report.test_images} test images, expected {info.num_test}: the download is incomplete "
+            f"or not the protocol's version; re-extract {info.source}"
+        )
+    bad_labels = sorted({y for y in images.labels if not 0 <= y < len(images.classnames)})
+    if bad_labels:
+        problems.append(f"labels {bad_labels[:max_listed]} are outside 0..{len(images.classnames) - 1}; "
+                        "the split file is corrupt, replace it")
+    missing = [p for p in images.paths if not p.is_file()]
+    if missing:
+        problems.append(
+            f"{len(missing)} of {len(images.paths)} test images are missing; re-extract the images "
+            f"({info.source}): {_listing(missing, max_listed)}"
+        )
+    if report.benchmark in _JSON_SPLITS:
+        unknown = _unknown_folders(root, report.benchmark)
+        if unknown:
+            base = root / info.folder / _JSON_SPLITS[report.benchmark][1]
+            problems.append(
+                f"{len(unknown)} folders in {base} are not used by any split (wrong dataset version or "
+                f"stray files?); check them and remove them: {_listing(unknown, max_listed)}"
+            )
+    if check_images:
+        bad = _unreadable(p for p in images.paths if p.is_file())
+        if bad:
+            problems.append(
+                f"{len(bad)} test images cannot be read (corrupt or truncated download); re-download "
+                f"them: {_listing(bad, max_listed)}"
+            )
+
+
+def verify_benchmark(root: str | Path, benchmark: str, check_images: bool = True, max_listed: int = 10) -> VerifyReport:
+    """Check one benchmark under the data root ``root``.
+
+    Args:
+        root: the data root holding the benchmark folders.
+        benchmark: one of ``BENCHMARKS`` (another id is a caller error: ``ValueError``).
+        check_images: also open every test image with PIL (slow for the large sets).
+        max_listed: at most this many paths are named per problem.
+    """
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
+    info = BENCHMARKS[benchmark]
+    root = Path(root).expanduser()
+    report = VerifyReport(benchmark, info.title, (root / info.folder).is_dir(), None, info.num_classes,
+                          None, info.num_test)
+    try:
+        images = load_benchmark(benchmark, root)
+        report.classes, report.test_images = len(images.classnames), len(images.paths)
+        _check(report, images, root, check_images, max_listed)
+    except DatasetError as error:  # its message names the file and, mostly, what to download
+        message = str(error)
+        report.problems.append(message if info.source in message else f"{message} (get it from {info.source})")
+    except Exception as error:  # noqa: BLE001 - a malformed dataset must become a report line
+        report.problems.append(
+            f"cannot read the dataset ({type(error).__name__}: {error}); its files are malformed, "
+            f"re-download {info.source}"
+        )
+    return report
+
+
+def verify_all(root: str | Path, benchmarks: Iterable[str] | None = None,
+               check_images: bool = True) -> list[VerifyReport]:
+    """:func:`verify_benchmark` for each of ``benchmarks`` (default: all 15)."""
+    chosen = list(BENCHMARKS) if benchmarks is None else list(benchmarks)
+    return [verify_benchmark(root, b, check_images) for b in chosen]
+
+
+def format_reports(reports: Sequence[VerifyReport]) -> str:
+    """A table of all reports, then one block of problem lines per benchmark that has any."""
+
+    def count(found: int | None, expected: int) -> str:
+        return f"{'-' if found is None else found}/{expected}"
+
+    rows = [("benchmark", "status", "classes", "test images")]
+    for r in reports:
+        status = "ok" if r.ok else ("MISSING" if not r.found else "PROBLEMS")
+        rows.append((r.benchmark, status, count(r.classes, r.expected_classes),
+                     count(r.test_images, r.expected_test_images)))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    for r in reports:
+        if r.problems:
+            lines += ["", f"{r.title} ({r.benchmark}):"] + [f"  - {p}" for p in r.problems]
+    ok = sum(r.ok for r in reports)
+    lines += ["", f"{ok} of {len(reports)} benchmarks ok"]
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""Model loading (offline), text embeddings, image features and their on-disk cache."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from s3 import models
+from s3.datasets import load_benchmark
+from s3.demo_data import write_demo_eurosat
+from s3.features import FeatureCache, cached_image_features
+from s3.models import ModelSpec, WeightsUnavailable, load_model
+from s3.text import embed_classnames, embed_names
+
+TINY = ModelSpec(arch="S3-Demo-Tiny", pretrained="none", device="cpu", precision="fp32", seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model(TINY)
+
+
+@pytest.fixture(scope="module")
+def demo_images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_demo_eurosat(root, images_per_class=3)
+    return load_benchmark("eurosat", root)
+
+
+def test_random_weights_are_seeded(tiny):
+    again = load_model(TINY)
+    for a, b in zip(tiny.model.state_dict().values(), again.model.state_dict().values()):
+        assert torch.equal(a, b)
+    other = load_model(ModelSpec(**{**TINY.__dict__, "seed": 1}))
+    assert not torch.equal(next(iter(tiny.model.state_dict().values())), next(iter(other.model.state_dict().values())))
+
+
+def test_local_checkpoint_file_loads_the_same_weights(tiny, tmp_path):
+    path = tmp_path / "tiny.pt"
+    torch.save(tiny.model.state_dict(), path)
+    loaded = load_model(ModelSpec(arch="S3-Demo-Tiny", pretrained=str(path), device="cpu"))
+    for a, b in zip(tiny.model.state_dict().values(), loaded.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_unreachable_pretrained_tag_fails_fast_with_instructions(monkeypatch):
+    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(models, "_cached_hub_file", lambda spec: None)
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailable, match=r"pretrained: /path/to/checkpoint"):
+        load_model(ModelSpec(arch="ViT-B-16", pretrained="openai", device="cpu"))
+    assert time.perf_counter() - start < 10
+
+
+def test_unknown_tag_and_arch_are_clear_errors():
+    with pytest.raises(WeightsUnavailable, match="neither an existing file nor one of the tags"):
+        load_model(ModelSpec(arch="S3-Demo-Tiny", pretrained="no-such-tag", device="cpu"))
+    with pytest.raises(ValueError, match="not an open_clip architecture"):
+        load_model(ModelSpec(arch="ViT-Z-99", pretrained="none", device="cpu"))
+
+
+def test_embed_names_is_the_normalised_template_mean(tiny):
+    templates = ["a photo of a {}.", "a drawing of a {}."]
+    per_class = embed_names(tiny, [["cat", "kitty"], ["dog"]], templates)
+    assert [e.shape for e in per_class] == [(2, 64), (1, 64)]
+    np.testing.assert_allclose(np.linalg.norm(per_class[0], axis=1), 1, atol=1e-5)
+    tokens = tiny.tokenizer([t.format("kitty") for t in templates])
+    with torch.no_grad():
+        direct = torch.nn.functional.normalize(tiny.model.encode_text(tokens), dim=-1).mean(0)
+    np.testing.assert_allclose(per_class[0][1], torch.nn.functional.normalize(direct, dim=0).numpy(), atol=1e-5)
+    classifier = embed_classnames(tiny, ["cat", "dog"], templates)
+    np.testing.assert_allclose(classifier[1].numpy(), per_class[1][0], atol=1e-6)
+
+
+def test_feature_cache_is_reused_and_rebuilt_when_corrupt(tiny, demo_images, tmp_path, monkeypatch):
+    cache = FeatureCache(tmp_path / "cache")
+    first, cached = cached_image_features(tiny, demo_images, cache, num_workers=0)
+    assert not cached and first.features.shape == (30, 64)
+    np.testing.assert_allclose(first.features.norm(dim=1).numpy(), 1, atol=1e-5)
+    assert first.labels.tolist() == demo_images.labels
+
+    # A second method asking for the same features never runs the model.
+    import s3.features as features_module
+
+    monkeypatch.setattr(features_module, "extract_image_features", lambda *a, **k: pytest.fail("re-extracted"))
+    again, cached = cached_image_features(tiny, demo_images, cache, num_workers=0)
+    assert cached and torch.equal(again.features, first.features)
+    monkeypatch.undo()
+
+    # Truncate the file: detected, rebuilt, identical features.
+    (path,) = (tmp_path / "cache").glob("*.pt")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    rebuilt, cached = cached_image_features(tiny, demo_images, cache, num_workers=0)
+    assert not cached and torch.allclose(rebuilt.features, first.features, atol=1e-6)
+    assert cache.load(f"eurosat-test", rebuilt.meta["key"]) is not None
+
+
+def test_cache_key_changes_with_the_file_list(tiny, demo_images, tmp_path):
+    cache = FeatureCache(tmp_path / "cache")
+    cached_image_features(tiny, demo_images, cache, num_workers=0)
+    fewer = load_benchmark("eurosat", demo_images.paths[0].parents[2].parent)
+    fewer.paths, fewer.labels = fewer.paths[:5], fewer.labels[:5]
+    features, cached = cached_image_features(tiny, fewer, cache, num_workers=0)
+    assert not cached and features.features.shape[0] == 5
