@@ -32,7 +32,12 @@ GENERIC_HYPERNYMS: dict[str, set[str]] = {
 }
 
 _MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|[a-z][.)])\s+", re.IGNORECASE)
-_MARKUP = re.compile(r"[<>{}\[\]|\\]|https?://|\n")
+_MARKUP = re.compile(r"[<>{}\[\]|\\]|https?://|www\.|\n")
+# Words of instructions, not of names: a reply that talks to us instead of naming the class.
+_INSTRUCTION = re.compile(
+    r"\b(ignore|instructions?|prompt|api[ _-]?key|password|secret|as an ai|disregard|system message)\b",
+    re.IGNORECASE,
+)
 
 
 class MalformedReply(ValueError):
@@ -115,7 +120,7 @@ def normalise_synonyms(
     for raw in candidates:
         name = _clean(raw)
         key = name.lower()
-        if not name or key in seen or key in blocked or _MARKUP.search(name):
+        if not name or key in seen or key in blocked or _MARKUP.search(name) or _INSTRUCTION.search(name):
             continue
         if len(name.split()) > MAX_WORDS:
             continue

@@ -1,0 +1,90 @@
+"""Scoring benchmark: the cost of every point-to-space metric at ImageNet scale, on the CPU.
+
+    python bench/scoring.py [--images 50000] [--classes 1000] [--synonyms 10] [--dim 512]
+
+Synthetic unit vectors (s3.synthetic's world: 3 visual modes per class, so spaces have several
+local centers). Times are the best of ``--repeats`` runs after a warm-up. Ratios:
+
+* ``vs floor``: against one matrix product of the images with all stacked local centers, the
+  least work any point-to-local-center implementation must do;
+* ``vs zero-shot``: against the plain zero-shot product images @ classifier (N x C).
+
+Point-to-simplex is measured on ``--simplex-images`` images and scaled linearly to N (it is
+linear in N); the table says so. This is a benchmark: it measures and reports, it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+import torch
+
+from s3.scoring import StackedSpaces, score
+from s3.spaces import SpaceConfig, build_spaces
+from s3.synthetic import WorldConfig, make_world
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=50_000)
+    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--synonyms", type=int, default=10)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--simplex-images", type=int, default=2000)
+    args = parser.parse_args()
+
+    world = WorldConfig(num_classes=args.classes, dim=args.dim, synonyms=args.synonyms,
+                        images_per_class=-(-args.images // args.classes), sigma_lex=0.5, outlier_rate=0.1)
+    synonyms, images, _ = make_world(world, seed=0)
+    images = torch.from_numpy(images[: args.images])
+    config = SpaceConfig()
+
+    start = time.perf_counter()
+    spaces = build_spaces(synonyms, config)
+    build_s = time.perf_counter() - start
+    stacked = StackedSpaces.from_spaces(spaces)
+    local = stacked.local_centers.items
+    classifier = torch.nn.functional.normalize(torch.from_numpy(np.stack([s[0] for s in synonyms])), dim=-1)
+
+    n = images.shape[0]
+    zero_shot = best_time(lambda: images @ classifier.T, args.repeats)
+    floor = best_time(lambda: images @ local.T, args.repeats)
+    rows = [("zero-shot product (N x C)", zero_shot, "")]
+    rows.append(("floor: product with all local centers", floor, ""))
+    for metric in ("point_to_center", "point_to_point_max", "point_to_point_mean", "point_to_local_center"):
+        rows.append((metric, best_time(lambda: score(images, stacked, metric), args.repeats), ""))
+    rows.append(("point_to_local_center, soft-max t=0.01",
+                 best_time(lambda: score(images, stacked, "point_to_local_center", temperature=0.01), args.repeats), ""))
+    subset = images[: args.simplex_images]
+    simplex = best_time(lambda: score(subset, stacked, "point_to_simplex"), 1) * n / subset.shape[0]
+    rows.append(("point_to_simplex (50 sweeps)", simplex, f"measured on {subset.shape[0]:,} images, x{n / subset.shape[0]:.0f}"))
+
+    print(f"# Scoring benchmark: N={n:,} images, C={args.classes} classes, K={args.synonyms} synonyms, "
+          f"D={args.dim}, float32, CPU")
+    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"radius rule {config.radius_rule}")
+    print(f"# spaces: {sum(len(s.kept) for s in spaces) / len(spaces):.2f} kept synonyms and "
+          f"{local.shape[0] / len(spaces):.2f} local centers per class ({local.shape[0]:,} in all), "
+          f"{stacked.simplices.items.shape[0]:,} simplices of up to {stacked.simplices.items.shape[1]} vertices")
+    print(f"# building all {len(spaces)} spaces: {build_s:.2f} s\n")
+    print(f"| metric | time (s) | vs floor | vs zero-shot | note |\n|---|---|---|---|---|")
+    for name, seconds, note in rows:
+        print(f"| {name} | {seconds:.3f} | {seconds / floor:.2f} | {seconds / zero_shot:.2f} | {note} |")
+
+
+if __name__ == "__main__":
+    main()
