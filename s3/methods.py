@@ -14,76 +14,15 @@ S^3 (the kept component and its complex), one per point-to-space metric:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 import torch
 
 from s3.scoring import METRICS, GroupedItems, StackedSpaces, score
-from s3.spaces import SynonymSpace
+from s3.text_side import BASELINE_TEMPLATES, TextSide
 
-__all__ = ["BASELINES", "METHODS", "TextSide", "score_method"]
+__all__ = ["BASELINES", "METHODS", "score_method"]
 
-BASELINES = ("clip_single", "clip_coop", "clip_ensemble80")
+BASELINES = tuple(BASELINE_TEMPLATES)
 METHODS = (*BASELINES, "synonyms_mean", "synonyms_max", *(f"s3_{m}" for m in METRICS))
-
-
-@dataclass
-class TextSide:
-    """Everything the text encoder contributes for one benchmark (the spaces stage's output).
-
-    Attributes:
-        benchmark: benchmark id.
-        classnames: C class names (prompt form).
-        classifiers: baseline name -> ``(C, D)`` unit rows.
-        synonyms: C lists of names (the label first).
-        spaces: C class spaces built from the synonym embeddings.
-        info: provenance (model identity, bank hash, space config, templates).
-    """
-
-    benchmark: str
-    classnames: list[str]
-    classifiers: dict[str, torch.Tensor]
-    synonyms: list[list[str]]
-    spaces: list[SynonymSpace]
-    info: dict[str, Any]
-
-    def save(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "benchmark": self.benchmark,
-                "classnames": self.classnames,
-                "classifiers": self.classifiers,
-                "synonyms": self.synonyms,
-                "embeddings": [torch.from_numpy(s.embeddings) for s in self.spaces],
-                "kept": [s.kept.tolist() for s in self.spaces],
-                "simplices": [[list(x) for x in s.simplices] for s in self.spaces],
-                "epsilon": [s.epsilon for s in self.spaces],
-                "death_times": [s.death_times.tolist() for s in self.spaces],
-                "info": self.info,
-            },
-            path,
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TextSide":
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-        spaces = [
-            SynonymSpace(
-                embeddings=emb.numpy(),
-                kept=np.asarray(kept, dtype=np.int64),
-                simplices=tuple(tuple(s) for s in simplices),
-                epsilon=float(eps),
-                death_times=np.asarray(deaths),
-            )
-            for emb, kept, simplices, eps, deaths in zip(
-                raw["embeddings"], raw["kept"], raw["simplices"], raw["epsilon"], raw["death_times"]
-            )
-        ]
-        return cls(raw["benchmark"], raw["classnames"], raw["classifiers"], raw["synonyms"], spaces, raw["info"])
 
 
 def score_method(

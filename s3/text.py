@@ -1,8 +1,10 @@
-"""Text embeddings: names through templates, averaged per name (prompt ensembling)."""
+"""Text embeddings: names through templates, averaged per name (prompt ensembling), and the
+whole text side of a benchmark (baseline classifiers, synonym embeddings, class spaces)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -10,8 +12,12 @@ import torch.nn.functional as F
 
 from s3.models import LoadedModel
 from s3.progress import progress
+from s3.spaces import SpaceConfig, build_spaces
+from s3.synonyms.bank import bank_digest, read_bank, synonyms_for
+from s3.templates import templates_for
+from s3.text_side import BASELINE_TEMPLATES, TextSide
 
-__all__ = ["encode_texts", "embed_names", "embed_classnames"]
+__all__ = ["encode_texts", "embed_names", "embed_classnames", "build_text_side"]
 
 
 @torch.no_grad()
@@ -54,3 +60,36 @@ def embed_classnames(loaded: LoadedModel, classnames: Sequence[str], templates: 
                      batch_size: int = 256) -> torch.Tensor:
     """``(C, D)`` zero-shot classifier: each class name's normalised mean over the templates."""
     return torch.from_numpy(np.concatenate(embed_names(loaded, [[c] for c in classnames], templates, batch_size)))
+
+
+def build_text_side(
+    loaded: LoadedModel,
+    benchmark: str,
+    classnames: Sequence[str],
+    bank_indices: Sequence[int],
+    bank_path: str | Path,
+    spaces: dict[str, Any],
+    batch_size: int = 256,
+) -> TextSide:
+    """Embed the baselines' prompts and every synonym, then build the class spaces.
+
+    Args:
+        classnames: C class names in label order; ``bank_indices``: their records in the bank.
+        bank_path: the synonym bank file (JSONL).
+        spaces: the ``spaces`` section of params.yaml (``templates`` + ``SpaceConfig`` fields).
+    """
+    synonyms = synonyms_for(read_bank(bank_path), bank_indices, classnames)
+    embeddings = embed_names(loaded, synonyms, templates_for(spaces["templates"], benchmark), batch_size)
+    config = SpaceConfig(**{k: v for k, v in spaces.items() if k != "templates"})
+    classifiers = {
+        method: embed_classnames(loaded, classnames, templates_for(kind, benchmark), batch_size)
+        for method, kind in BASELINE_TEMPLATES.items()
+    }
+    return TextSide(
+        benchmark,
+        list(classnames),
+        classifiers,
+        synonyms,
+        build_spaces(embeddings, config, classnames),
+        info={"model": loaded.spec.identity, "bank_sha256": bank_digest(bank_path), "spaces": dict(spaces)},
+    )

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from s3.evaluation import classification_metrics
-from s3.methods import METHODS, TextSide, score_method
+from s3.methods import METHODS, score_method
+from s3.text_side import TextSide
 from s3.report import reference_check, summary_table
 from s3.spaces import SpaceConfig, build_spaces
 from s3.synthetic import WorldConfig, evaluate_world, make_world, sweep

@@ -1,0 +1,77 @@
+"""The text side of one benchmark: baseline classifiers, synonym embeddings and class spaces.
+
+Built once per benchmark by ``s3.text.build_text_side`` (classification: the ``spaces`` stage;
+segmentation: the ``segment`` stage) and saved, so every method is scored from the same embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from s3.spaces import SynonymSpace
+
+__all__ = ["TextSide", "BASELINE_TEMPLATES"]
+
+# Baseline method -> template set.
+BASELINE_TEMPLATES = {"clip_single": "single", "clip_coop": "coop", "clip_ensemble80": "ensemble80"}
+
+
+@dataclass
+class TextSide:
+    """Everything the text encoder contributes for one benchmark.
+
+    Attributes:
+        benchmark: benchmark id.
+        classnames: C class names (prompt form).
+        classifiers: baseline name -> ``(C, D)`` unit rows.
+        synonyms: C lists of names (the label first).
+        spaces: C class spaces built from the synonym embeddings.
+        info: provenance (model identity, bank hash, space parameters).
+    """
+
+    benchmark: str
+    classnames: list[str]
+    classifiers: dict[str, torch.Tensor]
+    synonyms: list[list[str]]
+    spaces: list[SynonymSpace]
+    info: dict[str, Any]
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "benchmark": self.benchmark,
+                "classnames": self.classnames,
+                "classifiers": self.classifiers,
+                "synonyms": self.synonyms,
+                "embeddings": [torch.from_numpy(s.embeddings) for s in self.spaces],
+                "kept": [s.kept.tolist() for s in self.spaces],
+                "simplices": [[list(x) for x in s.simplices] for s in self.spaces],
+                "epsilon": [s.epsilon for s in self.spaces],
+                "death_times": [s.death_times.tolist() for s in self.spaces],
+                "info": self.info,
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TextSide":
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        spaces = [
+            SynonymSpace(
+                embeddings=emb.numpy(),
+                kept=np.asarray(kept, dtype=np.int64),
+                simplices=tuple(tuple(s) for s in simplices),
+                epsilon=float(eps),
+                death_times=np.asarray(deaths),
+            )
+            for emb, kept, simplices, eps, deaths in zip(
+                raw["embeddings"], raw["kept"], raw["simplices"], raw["epsilon"], raw["death_times"]
+            )
+        ]
+        return cls(raw["benchmark"], raw["classnames"], raw["classifiers"], raw["synonyms"], spaces, raw["info"])
