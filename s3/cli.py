@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="action", required=True)
     verify = data.add_parser("verify", help="check datasets in the CoOp layout")
     verify.add_argument("--root", help="data root (default: $S3_DATA_ROOT)")
-    verify.add_argument("--dataset", action="append", help="benchmark id (repeatable); default: all 15")
+    verify.add_argument("--dataset", action="append", help="benchmark id (repeatable); default: all 15 classification and 4 segmentation sets")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.add_argument("--quick", action="store_true", help="skip opening every image")
     verify.set_defaults(run=_data_verify)

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from s3.demo_data import write_demo_eurosat
+from s3.demo_data import write_demo_eurosat, write_demo_voc
 
 __all__ = ["REPO_ROOT", "demo_params", "prepare_workspace", "run_demo", "dvc"]
 
@@ -97,6 +97,7 @@ def prepare_workspace(workspace: str | Path, repo_root: Path = REPO_ROOT) -> Pat
     if not params_path.is_file() or params_path.read_text() != text:
         params_path.write_text(text)
     write_demo_eurosat(workspace / params["data"]["root"], seed=params["model"]["seed"])
+    write_demo_voc(workspace / params["data"]["root"], seed=params["model"]["seed"])
     if not (workspace / ".dvc").is_dir():
         dvc(workspace, "init", "--no-scm", "--quiet")
     return workspace
@@ -107,10 +108,12 @@ def run_demo(workspace: str | Path = REPO_ROOT / "runs" / "demo") -> Path:
     workspace = prepare_workspace(workspace)
     dvc(workspace, "repro")
     print(f"\nDemo finished in {time.perf_counter() - start:.0f} s. Outputs (DEMO numbers, not paper results):")
-    for relative in ("results/report/table.md", "results/report/gain.png", "results/geometry/accuracy.png",
+    for relative in ("results/report/table.md", "results/report/segmentation.md", "results/report/gain.png",
+                     "results/segment/voc21-examples.png", "results/geometry/accuracy.png",
                      "results/metrics.json", "results/notebooks", "results/html"):
         print(f"  {workspace / relative}")
     print((workspace / "results/report/table.md").read_text())
+    print((workspace / "results/report/segmentation.md").read_text())
     return workspace
 
 

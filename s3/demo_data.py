@@ -1,4 +1,5 @@
-"""A procedurally generated stand-in for EuroSAT, written in the CoOp folder layout.
+"""Procedurally generated stand-ins for the offline demo: EuroSAT (CoOp layout) and PASCAL VOC
+(mmsegmentation layout).
 
 Ten land-cover classes drawn as simple seeded textures (stripes for crops, a grey band for a
 highway, a blue curve for a river, ...), 64x64 JPEGs in ``eurosat/2750/<Class>/`` with CoOp's
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["EUROSAT_FOLDERS", "write_demo_eurosat"]
+__all__ = ["EUROSAT_FOLDERS", "write_demo_eurosat", "write_demo_voc"]
 
 # CoOp's EuroSAT folder names, in label order, with their renamed class names.
 EUROSAT_FOLDERS = [
@@ -96,4 +97,41 @@ def write_demo_eurosat(root: str | Path, images_per_class: int = 20, seed: int =
             Image.fromarray(pixels).save(folder / "2750" / relative, quality=90)
             test.append([relative, label, classname])
     split_path.write_text(json.dumps({"train": [], "val": [], "test": test}, indent=1))
+    return folder
+
+
+# VOC class index -> colour of its demo shapes (cat, car, person, aeroplane, boat, dog).
+_VOC_DEMO_COLOURS = {8: (200, 140, 60), 7: (180, 30, 40), 15: (230, 190, 160), 1: (200, 200, 210), 4: (240, 240, 240),
+                     12: (90, 60, 40)}
+
+
+def write_demo_voc(root: str | Path, num_images: int = 6, size: int = 64, seed: int = 0) -> Path:
+    """A procedurally generated PASCAL VOC 2012 stand-in (mmsegmentation layout): each image has a
+    textured background and a few filled shapes of VOC classes, its mask has their labels and
+    a 255 border band, as VOC's masks do. Skipped when already complete."""
+    folder = Path(root) / "VOCdevkit" / "VOC2012"
+    split = folder / "ImageSets" / "Segmentation" / "val.txt"
+    if split.is_file() and len(split.read_text().split()) == num_images:
+        return folder
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    ids = []
+    for n in range(num_images):
+        pixels = np.clip((90, 120, 80) + 20 * rng.normal(size=(size, size, 3)), 0, 255)
+        mask = np.zeros((size, size), dtype=np.uint8)
+        for label in rng.choice(list(_VOC_DEMO_COLOURS), size=2, replace=False):
+            cy, cx = rng.integers(12, size - 12, size=2)
+            ry, rx = rng.integers(6, 14, size=2)
+            inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+            edge = (((yy - cy) / (ry + 1.5)) ** 2 + ((xx - cx) / (rx + 1.5)) ** 2 <= 1) & ~inside
+            pixels[inside] = np.clip(np.asarray(_VOC_DEMO_COLOURS[label]) + 15 * rng.normal(size=(inside.sum(), 3)), 0, 255)
+            mask[edge & (mask == 0)] = 255
+            mask[inside] = label
+        image_id = f"demo_{n:04d}"
+        Image.fromarray(pixels.astype(np.uint8)).save(folder / "JPEGImages" / f"{image_id}.jpg", quality=90)
+        Image.fromarray(mask).save(folder / "SegmentationClass" / f"{image_id}.png")
+        ids.append(image_id)
+    split.write_text("\n".join(ids) + "\n")
     return folder

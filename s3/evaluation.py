@@ -1,4 +1,5 @@
-"""Classification metrics with CLIP_benchmark's names: acc1, acc5, mean_per_class_recall."""
+"""Metrics: classification (CLIP_benchmark's names acc1, acc5, mean_per_class_recall) and
+segmentation (mIoU from a confusion matrix, as mmsegmentation computes it)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["classification_metrics"]
+__all__ = ["classification_metrics", "confusion_matrix", "segmentation_metrics"]
 
 
 def classification_metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
@@ -42,4 +43,36 @@ def classification_metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict[s
         "acc5": acc5,
         "mean_per_class_recall": sum(present) / len(present) if present else float("nan"),
         "per_class_accuracy": per_class,
+    }
+
+
+def confusion_matrix(prediction: torch.Tensor, target: torch.Tensor, num_classes: int,
+                     ignore_index: int = 255) -> torch.Tensor:
+    """``(C, C)`` int64 pixel counts, rows = ground truth, columns = prediction; ignored pixels skipped."""
+    keep = target != ignore_index
+    target, prediction = target[keep].long(), prediction[keep].long()
+    if target.numel() and int(target.max()) >= num_classes:
+        raise ValueError(f"mask label {int(target.max())} but only {num_classes} classes: wrong class list for the masks")
+    return torch.bincount(target * num_classes + prediction, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def segmentation_metrics(confusion: torch.Tensor) -> dict[str, Any]:
+    """mIoU, per-class IoU, pixel accuracy and mean class accuracy (percent) from a confusion matrix.
+
+    A class absent from both ground truth and prediction has no IoU (``None``) and is left out of
+    the mean, as in mmsegmentation.
+    """
+    confusion = confusion.double()
+    intersection = confusion.diag()
+    union = confusion.sum(0) + confusion.sum(1) - intersection
+    gt = confusion.sum(1)
+    iou = [float(i / u * 100) if u > 0 else None for i, u in zip(intersection, union)]
+    acc = [float(i / g * 100) if g > 0 else None for i, g in zip(intersection, gt)]
+    present_iou = [v for v in iou if v is not None]
+    present_acc = [v for v in acc if v is not None]
+    return {
+        "miou": sum(present_iou) / len(present_iou) if present_iou else float("nan"),
+        "per_class_iou": iou,
+        "pixel_accuracy": float(intersection.sum() / confusion.sum() * 100) if confusion.sum() > 0 else float("nan"),
+        "mean_accuracy": sum(present_acc) / len(present_acc) if present_acc else float("nan"),
     }

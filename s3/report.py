@@ -10,9 +10,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from s3.datasets import BENCHMARKS
+from s3.seg_datasets import SEG_BENCHMARKS
 from s3.reference import CLIP_SINGLE_TEMPLATE_ACC1, REFERENCE_ARCH, REFERENCE_PRETRAINED, TOLERANCE
 
-__all__ = ["write_result", "read_results", "summary_table", "reference_check", "gain_figure", "table_markdown"]
+__all__ = ["write_result", "read_results", "summary_table", "reference_check", "gain_figure", "table_markdown",
+           "read_segmentation_results", "segmentation_table"]
 
 
 def write_result(directory: str | Path, record: dict[str, Any]) -> Path:
@@ -35,6 +37,23 @@ def read_results(root: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def read_segmentation_results(root: str | Path) -> pd.DataFrame:
+    """Every ``<root>/<dataset>/<method>.json`` of the segment stages as one row (empty if none)."""
+    rows = []
+    for path in sorted(Path(root).glob("*/*.json")):
+        record = json.loads(path.read_text())
+        rows.append({k: record[k] for k in ("benchmark", "method", "miou", "pixel_accuracy")}
+                    | {"demo": record["provenance"]["demo"]})
+    return pd.DataFrame(rows, columns=["benchmark", "method", "miou", "pixel_accuracy", "demo"])
+
+
+def segmentation_table(results: pd.DataFrame, methods: Sequence[str], order: Sequence[str]) -> pd.DataFrame:
+    """Methods x segmentation datasets (mIoU %), datasets in ``order``."""
+    table = results.pivot(index="method", columns="benchmark", values="miou")
+    table = table[[d for d in order if d in table.columns]]
+    return table.reindex([m for m in methods if m in table.index]).round(2)
+
+
 def summary_table(results: pd.DataFrame, methods: Sequence[str], metric: str = "acc1") -> pd.DataFrame:
     """Methods x benchmarks, in protocol order, with per-group averages (``fine_grained``, ``shift``)."""
     table = results.pivot(index="method", columns="benchmark", values=metric)
@@ -52,7 +71,8 @@ def table_markdown(table: pd.DataFrame, title: str, demo: bool) -> str:
     if demo:
         header += ["> DEMO NUMBERS: random-weight tiny model on synthetic images. They test the plumbing "
                    "and mean nothing about S^3.", ""]
-    columns = ["method", *[BENCHMARKS[c].title if c in BENCHMARKS else c for c in table.columns]]
+    titles = {k: v.title for k, v in (BENCHMARKS | SEG_BENCHMARKS).items()}
+    columns = ["method", *[titles.get(c, c) for c in table.columns]]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for method, row in table.iterrows():
         lines.append("| " + " | ".join([method, *(f"{v:.2f}" for v in row.values)]) + " |")

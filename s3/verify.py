@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from s3.datasets import _CALTECH_EXCLUDED, _JSON_SPLITS, BENCHMARKS, DatasetError, ImageList, load_benchmark
+from s3.seg_datasets import IGNORE_INDEX, SEG_BENCHMARKS, load_seg_benchmark, read_mask
 
 __all__ = ["VerifyReport", "verify_benchmark", "verify_all", "format_reports"]
 
@@ -139,17 +140,57 @@ def _check(report: VerifyReport, images: ImageList, root: Path, check_images: bo
             )
 
 
+def _verify_segmentation(root: Path, benchmark: str, check_images: bool, max_listed: int) -> VerifyReport:
+    info = SEG_BENCHMARKS[benchmark]
+    report = VerifyReport(benchmark, info.title, (root / info.folder).is_dir(), None, len(info.classnames),
+                          None, info.num_val)
+    try:
+        data = load_seg_benchmark(benchmark, root)
+    except DatasetError as error:
+        report.problems.append(str(error))
+        return report
+    report.classes, report.test_images = len(data.classnames), len(data)
+    if len(data) != info.num_val:
+        report.problems.append(f"{len(data)} validation images, expected {info.num_val}: the split file is not "
+                               f"the protocol's; get it from {info.source}")
+    for kind, paths in (("images", data.images), ("masks", data.masks)):
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            report.problems.append(f"{len(missing)} of {len(paths)} validation {kind} are missing; re-extract "
+                                   f"{info.source}: {_listing(missing, max_listed)}")
+    if check_images:
+        bad = _unreadable(p for p in [*data.images, *data.masks] if p.is_file())
+        if bad:
+            report.problems.append(f"{len(bad)} files cannot be read (corrupt download); re-download them: "
+                                   f"{_listing(bad, max_listed)}")
+        out_of_range = []
+        for path in data.masks:
+            try:
+                labels = set(read_mask(path, data.reduce_zero_label).ravel().tolist()) - {IGNORE_INDEX}
+            except Exception:  # noqa: BLE001 - already reported as unreadable
+                continue
+            if labels and max(labels) >= len(data.classnames):
+                out_of_range.append(f"{path} (label {max(labels)})")
+        if out_of_range:
+            report.problems.append(
+                f"{len(out_of_range)} masks hold labels beyond the {len(data.classnames)} classes (not the "
+                f"converted masks of {info.source}?): {_listing(out_of_range, max_listed)}")
+    return report
+
+
 def verify_benchmark(root: str | Path, benchmark: str, check_images: bool = True, max_listed: int = 10) -> VerifyReport:
     """Check one benchmark under the data root ``root``.
 
     Args:
         root: the data root holding the benchmark folders.
-        benchmark: one of ``BENCHMARKS`` (another id is a caller error: ``ValueError``).
+        benchmark: one of ``BENCHMARKS`` or ``SEG_BENCHMARKS`` (another id is a caller error: ``ValueError``).
         check_images: also open every test image with PIL (slow for the large sets).
         max_listed: at most this many paths are named per problem.
     """
+    if benchmark in SEG_BENCHMARKS:
+        return _verify_segmentation(Path(root).expanduser(), benchmark, check_images, max_listed)
     if benchmark not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
+        raise ValueError(f"unknown benchmark {benchmark!r}; choose from {', '.join([*BENCHMARKS, *SEG_BENCHMARKS])}")
     info = BENCHMARKS[benchmark]
     root = Path(root).expanduser()
     report = VerifyReport(benchmark, info.title, (root / info.folder).is_dir(), None, info.num_classes,
@@ -171,8 +212,9 @@ def verify_benchmark(root: str | Path, benchmark: str, check_images: bool = True
 
 def verify_all(root: str | Path, benchmarks: Iterable[str] | None = None,
                check_images: bool = True) -> list[VerifyReport]:
-    """:func:`verify_benchmark` for each of ``benchmarks`` (default: all 15)."""
-    chosen = list(BENCHMARKS) if benchmarks is None else list(benchmarks)
+    """:func:`verify_benchmark` for each of ``benchmarks`` (default: the 15 classification and the 4
+    segmentation benchmarks)."""
+    chosen = [*BENCHMARKS, *SEG_BENCHMARKS] if benchmarks is None else list(benchmarks)
     return [verify_benchmark(root, b, check_images) for b in chosen]
 
 

@@ -483,8 +483,8 @@ def test_verify_ok_report_and_to_dict():
 def test_verify_all_and_format_reports(tmp_path):
     built(tmp_path, "eurosat")
     reports = verify_all(tmp_path, check_images=False)
-    assert [r.benchmark for r in reports] == list(BENCHMARKS)
-    assert [r.found for r in reports] == [b == "eurosat" for b in BENCHMARKS]
+    assert [r.benchmark for r in reports] == [*BENCHMARKS, "voc21", "voc20", "context60", "context59"]
+    assert [r.found for r in reports] == [b == "eurosat" for b in BENCHMARKS] + [False] * 4
     text = format_reports(reports + [VerifyReport("dtd", "DTD", True, 47, 47, 1692, 1692, [])])
     lines = text.splitlines()
     assert lines[0].split() == ["benchmark", "status", "classes", "test", "images"]
@@ -492,5 +492,5 @@ def test_verify_all_and_format_reports(tmp_path):
     assert any(line.split() == ["imagenet", "MISSING", "-/1000", "-/50000"] for line in lines)
     assert any(line.split() == ["dtd", "ok", "47/47", "1692/1692"] for line in lines)
     assert "EuroSAT (eurosat):" in lines and "  - 5 test images, expected 8100" in text
-    assert lines[-1] == "1 of 16 benchmarks ok"
+    assert lines[-1] == "1 of 20 benchmarks ok"
     assert verify_all(tmp_path, ["eurosat"], check_images=False)[0].benchmark == "eurosat"
