@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from s3.provenance import git_commit
 from s3.demo_data import write_demo_eurosat, write_demo_voc
 
 __all__ = ["REPO_ROOT", "demo_params", "prepare_workspace", "run_demo", "dvc"]
@@ -70,19 +71,9 @@ def dvc(workspace: Path, *args: str, check: bool = True, capture: bool = False) 
     env = dict(os.environ, DVC_NO_ANALYTICS="1")
     # Stage commands call `python`: make it this interpreter, whatever the caller's PATH.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.setdefault("S3_GIT_COMMIT", _git_commit())
+    env.setdefault("S3_GIT_COMMIT", git_commit(REPO_ROOT))
     return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=workspace, env=env, check=check,
                           text=True, capture_output=capture)
-
-
-def _git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return head.stdout.strip() + ("+uncommitted-changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
 
 
 def prepare_workspace(workspace: str | Path, repo_root: Path = REPO_ROOT) -> Path:

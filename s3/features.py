@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,12 +19,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from s3.atomic import atomic_write
 from s3.datasets import DatasetError, ImageList
 from s3.models import LoadedModel
 from s3.progress import progress
 
 __all__ = [
-    "FeatureCache",
+    "EmbeddingCache",
     "Features",
     "extract_image_features",
     "cached_image_features",
@@ -60,8 +59,9 @@ class Features:
     meta: dict[str, Any]
 
 
-class FeatureCache:
-    """A folder of ``<name>-<key>.pt`` files, each with a checksum of its tensors."""
+class EmbeddingCache:
+    """A folder of ``<name>-<key>.pt`` files (image features, text embeddings), each with a checksum
+    of its tensors."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -89,7 +89,6 @@ class FeatureCache:
 
     def save(self, name: str, key: str, features: Features) -> Path:
         path = self.path(name, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "key": key,
             "features": features.features.contiguous(),
@@ -97,15 +96,7 @@ class FeatureCache:
             "checksum": _tensor_checksum(features.features) + _tensor_checksum(features.labels),
             "meta": json.dumps(features.meta, sort_keys=True),
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 class _ImageFiles(Dataset):
@@ -165,7 +156,7 @@ def cache_key(loaded: LoadedModel, images: ImageList, split: str) -> str:
 def cached_image_features(
     loaded: LoadedModel,
     images: ImageList,
-    cache: FeatureCache,
+    cache: EmbeddingCache,
     split: str = "test",
     batch_size: int = 256,
     num_workers: int = 4,

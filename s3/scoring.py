@@ -70,21 +70,25 @@ class GroupedItems:
         blocks = tuple((s, c.to(device), m) for s, c, m in self.blocks)
         return GroupedItems(self.items.to(device), blocks, self.num_classes)
 
-    def reduce(self, values: torch.Tensor, reduction: Reduction, temperature: float = 0.01) -> torch.Tensor:
-        """Reduce ``(N, L)`` per-item values to ``(N, C)`` per-class values."""
-        out = values.new_empty(values.shape[0], self.num_classes)
+    def reduce(self, values: torch.Tensor, reduction: Reduction, temperature: float = 0.01,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+        """Reduce ``(N, L)`` per-item values to ``(N, C)`` per-class values (written into ``out`` if given)."""
+        out = values.new_empty(values.shape[0], self.num_classes) if out is None else out
         for start, classes, m in self.blocks:
-            block = values[:, start : start + len(classes) * m].reshape(values.shape[0], len(classes), m)
-            if reduction == "max":
-                reduced = block.amax(dim=-1)
-            elif reduction == "mean":
-                reduced = block.mean(dim=-1)
-            elif reduction == "softmax":
-                # temperature * logsumexp(x / temperature): a smooth max that tends to max as t -> 0.
-                reduced = temperature * torch.logsumexp(block / temperature, dim=-1)
-            else:
-                raise ValueError(f"unknown reduction {reduction!r}: use 'max', 'mean' or 'softmax'")
-            out[:, classes] = reduced
+            block = values[:, start : start + len(classes) * m]
+            if m > 1:
+                block = block.reshape(values.shape[0], len(classes), m)
+                if reduction == "max":
+                    block = block.amax(dim=-1)
+                elif reduction == "mean":
+                    block = block.mean(dim=-1)
+                elif reduction == "softmax":
+                    # temperature * logsumexp(x / temperature): a smooth max that tends to max as t -> 0.
+                    block = temperature * torch.logsumexp(block / temperature, dim=-1)
+                else:
+                    raise ValueError(f"unknown reduction {reduction!r}: use 'max', 'mean' or 'softmax'")
+            # index_copy_ is a plain strided copy; `out[:, classes] = ...` is a much slower scatter.
+            out.index_copy_(1, classes, block)
         return out
 
 
@@ -135,13 +139,12 @@ class StackedSpaces:
         )
 
 
-def _rows(images: torch.Tensor, chunk_size: int):
+def _chunked(images: torch.Tensor, num_classes: int, chunk_size: int, fn) -> torch.Tensor:
+    """Call ``fn(rows, out_rows)`` on row chunks (bounded memory), filling one ``(N, C)`` output."""
+    out = images.new_empty(images.shape[0], num_classes)
     for start in range(0, images.shape[0], chunk_size):
-        yield images[start : start + chunk_size]
-
-
-def _chunked(images: torch.Tensor, chunk_size: int, fn) -> torch.Tensor:
-    return torch.cat([fn(chunk) for chunk in _rows(images, chunk_size)])
+        fn(images[start : start + chunk_size], out[start : start + chunk_size])
+    return out
 
 
 def point_to_point(
@@ -153,7 +156,8 @@ def point_to_point(
         images: ``(N, D)`` unit rows.
     """
     vertices = spaces.vertices
-    return _chunked(images, chunk_size, lambda x: vertices.reduce(x @ vertices.items.T, reduction))
+    return _chunked(images, spaces.num_classes, chunk_size,
+                    lambda x, out: vertices.reduce(x @ vertices.items.T, reduction, out=out))
 
 
 def point_to_center(images: torch.Tensor, spaces: StackedSpaces) -> torch.Tensor:
@@ -170,9 +174,8 @@ def point_to_local_center(
 ) -> torch.Tensor:
     """``(N, C)``: the proposed metric, max (or soft-max) cosine over a class's local centers."""
     centers = spaces.local_centers
-    return _chunked(
-        images, chunk_size, lambda x: centers.reduce(x @ centers.items.T, reduction, temperature)
-    )
+    return _chunked(images, spaces.num_classes, chunk_size,
+                    lambda x, out: centers.reduce(x @ centers.items.T, reduction, temperature, out))
 
 
 def _cone_cosine(b: torch.Tensor, gram: torch.Tensor, valid: torch.Tensor, sweeps: int) -> torch.Tensor:
@@ -234,11 +237,11 @@ def point_to_simplex(
     gram = torch.einsum("smd,snd->smn", verts, verts)
     flat = verts.reshape(-1, verts.shape[-1])
 
-    def chunk_scores(x: torch.Tensor) -> torch.Tensor:
+    def chunk_scores(x: torch.Tensor, out: torch.Tensor) -> None:
         b = (x @ flat.T).reshape(x.shape[0], verts.shape[0], verts.shape[1])
-        return simplices.reduce(_cone_cosine(b, gram, valid, sweeps), "max")
+        simplices.reduce(_cone_cosine(b, gram, valid, sweeps), "max", out=out)
 
-    return _chunked(images, chunk_size, chunk_scores)
+    return _chunked(images, spaces.num_classes, chunk_size, chunk_scores)
 
 
 METRICS = ("point_to_point_max", "point_to_point_mean", "point_to_center", "point_to_simplex", "point_to_local_center")

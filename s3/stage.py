@@ -20,22 +20,18 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import os
-import platform
-import subprocess
 import sys
-import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import yaml
 
-__all__ = ["StageError", "parameters_cell_defaults", "check_parameters", "run_stage", "provenance", "main"]
+from s3.atomic import atomic_write
+from s3.provenance import provenance
 
-PACKAGES = ("torch", "open_clip_torch", "gudhi", "numpy", "scipy", "pandas", "papermill", "dvc")
+__all__ = ["StageError", "parameters_cell_defaults", "check_parameters", "run_stage", "main"]
 LOG_DIR = Path("logs")
 
 
@@ -74,44 +70,6 @@ def check_parameters(defaults: dict[str, Any], given: dict[str, Any]) -> list[st
     return _key_problems(defaults, given, "")
 
 
-def _git_commit(root: Path) -> str:
-    if os.environ.get("S3_GIT_COMMIT"):
-        return os.environ["S3_GIT_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
-        return out.stdout.strip() + ("+uncommitted-changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-
-
-def _device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)}"
-    return f"cpu: {platform.processor() or platform.machine()}"
-
-
-def provenance(parameters: dict[str, Any], root: Path) -> dict[str, Any]:
-    versions = {}
-    for package in PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    seed = parameters.get("seed", (parameters.get("model") or {}).get("seed"))
-    return {
-        "git_commit": _git_commit(root),
-        "python": platform.python_version(),
-        "packages": versions,
-        "device": _device(),
-        "seed": seed,
-        "parameters": parameters,
-    }
-
-
 def _provenance_cell(record: dict[str, Any]) -> nbformat.NotebookNode:
     rows = [
         ("git commit", record["git_commit"]),
@@ -138,18 +96,6 @@ def _strip_volatile(notebook: nbformat.NotebookNode) -> None:
         cell.metadata.pop("execution", None)
         cell.pop("id", None)
     notebook.nbformat_minor = 4  # cell ids are optional before 4.5; they are random, so drop them
-
-
-def _write_atomic(notebook: nbformat.NotebookNode, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".ipynb.tmp")
-    os.close(fd)
-    try:
-        nbformat.write(notebook, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _failed_cell(notebook: nbformat.NotebookNode) -> str:
@@ -217,7 +163,7 @@ def run_stage(
     executed.metadata["s3_provenance"] = record
     executed.cells.append(_provenance_cell(record))
     _strip_volatile(executed)
-    _write_atomic(executed, root / output)
+    atomic_write(root / output, lambda tmp: nbformat.write(executed, tmp))
     log_path.unlink(missing_ok=True)
     return root / output
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from s3.features import EmbeddingCache, Features, digest
 from s3.models import LoadedModel
 from s3.progress import progress
 from s3.spaces import SpaceConfig, build_spaces
@@ -21,15 +22,27 @@ __all__ = ["encode_texts", "embed_names", "embed_classnames", "build_text_side"]
 
 
 @torch.no_grad()
-def encode_texts(loaded: LoadedModel, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-    """``(T, D)`` float32 unit rows, on the CPU."""
+def encode_texts(loaded: LoadedModel, texts: Sequence[str], batch_size: int = 256,
+                 cache: EmbeddingCache | None = None) -> torch.Tensor:
+    """``(T, D)`` float32 unit rows, on the CPU.
+
+    With a ``cache``, embeddings are stored under a key covering the model and the exact texts,
+    and reused by every later call (other stages, ablations, reruns).
+    """
+    key = digest({"model": loaded.spec.identity, "texts": list(texts)}) if cache is not None else ""
+    if cache is not None and (hit := cache.load("text", key)) is not None:
+        return hit.features
     chunks = []
     batches = range(0, len(texts), batch_size)
     for start in progress(batches, desc="text", unit="batch"):
         tokens = loaded.tokenizer(list(texts[start : start + batch_size])).to(loaded.device)
         with loaded.autocast():
             chunks.append(F.normalize(loaded.model.encode_text(tokens).float(), dim=-1).cpu())
-    return torch.cat(chunks) if chunks else torch.zeros(0, 0)
+    embeddings = torch.cat(chunks) if chunks else torch.zeros(0, 0)
+    if cache is not None:
+        meta = {"key": key, "model": loaded.spec.identity, "num_texts": len(texts)}
+        cache.save("text", key, Features(embeddings, torch.zeros(0, dtype=torch.long), meta))
+    return embeddings
 
 
 def embed_names(
@@ -37,6 +50,7 @@ def embed_names(
     names_per_class: Sequence[Sequence[str]],
     templates: Sequence[str],
     batch_size: int = 256,
+    cache: EmbeddingCache | None = None,
 ) -> list[np.ndarray]:
     """Embed every name of every class through the templates.
 
@@ -50,16 +64,16 @@ def embed_names(
         C arrays, class c of shape ``(K_c, D)`` float32 with unit rows.
     """
     texts = [t.format(name) for names in names_per_class for name in names for t in templates]
-    emb = encode_texts(loaded, texts, batch_size)
+    emb = encode_texts(loaded, texts, batch_size, cache)
     per_name = F.normalize(emb.reshape(-1, len(templates), emb.shape[-1]).mean(dim=1), dim=-1).numpy()
     sizes = np.cumsum([len(names) for names in names_per_class])[:-1]
     return [block.astype(np.float32) for block in np.split(per_name, sizes)]
 
 
 def embed_classnames(loaded: LoadedModel, classnames: Sequence[str], templates: Sequence[str],
-                     batch_size: int = 256) -> torch.Tensor:
+                     batch_size: int = 256, cache: EmbeddingCache | None = None) -> torch.Tensor:
     """``(C, D)`` zero-shot classifier: each class name's normalised mean over the templates."""
-    return torch.from_numpy(np.concatenate(embed_names(loaded, [[c] for c in classnames], templates, batch_size)))
+    return torch.from_numpy(np.concatenate(embed_names(loaded, [[c] for c in classnames], templates, batch_size, cache)))
 
 
 def build_text_side(
@@ -70,6 +84,7 @@ def build_text_side(
     bank_path: str | Path,
     spaces: dict[str, Any],
     batch_size: int = 256,
+    cache: EmbeddingCache | None = None,
 ) -> TextSide:
     """Embed the baselines' prompts and every synonym, then build the class spaces.
 
@@ -77,12 +92,13 @@ def build_text_side(
         classnames: C class names in label order; ``bank_indices``: their records in the bank.
         bank_path: the synonym bank file (JSONL).
         spaces: the ``spaces`` section of params.yaml (``templates`` + ``SpaceConfig`` fields).
+        cache: reuse text embeddings across stages and runs (``encode_texts``).
     """
     synonyms = synonyms_for(read_bank(bank_path), bank_indices, classnames)
-    embeddings = embed_names(loaded, synonyms, templates_for(spaces["templates"], benchmark), batch_size)
+    embeddings = embed_names(loaded, synonyms, templates_for(spaces["templates"], benchmark), batch_size, cache)
     config = SpaceConfig(**{k: v for k, v in spaces.items() if k != "templates"})
     classifiers = {
-        method: embed_classnames(loaded, classnames, templates_for(kind, benchmark), batch_size)
+        method: embed_classnames(loaded, classnames, templates_for(kind, benchmark), batch_size, cache)
         for method, kind in BASELINE_TEMPLATES.items()
     }
     return TextSide(

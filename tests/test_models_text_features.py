@@ -9,7 +9,7 @@ import torch
 from s3 import models
 from s3.datasets import load_benchmark
 from s3.demo_data import write_demo_eurosat
-from s3.features import FeatureCache, cached_image_features
+from s3.features import EmbeddingCache, cached_image_features
 from s3.models import ModelSpec, WeightsUnavailable, load_model
 from s3.text import embed_classnames, embed_names
 
@@ -74,7 +74,7 @@ def test_embed_names_is_the_normalised_template_mean(tiny):
 
 
 def test_feature_cache_is_reused_and_rebuilt_when_corrupt(tiny, demo_images, tmp_path, monkeypatch):
-    cache = FeatureCache(tmp_path / "cache")
+    cache = EmbeddingCache(tmp_path / "cache")
     first, cached = cached_image_features(tiny, demo_images, cache, num_workers=0)
     assert not cached and first.features.shape == (30, 64)
     np.testing.assert_allclose(first.features.norm(dim=1).numpy(), 1, atol=1e-5)
@@ -93,13 +93,26 @@ def test_feature_cache_is_reused_and_rebuilt_when_corrupt(tiny, demo_images, tmp
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     rebuilt, cached = cached_image_features(tiny, demo_images, cache, num_workers=0)
     assert not cached and torch.allclose(rebuilt.features, first.features, atol=1e-6)
-    assert cache.load(f"eurosat-test", rebuilt.meta["key"]) is not None
+    assert cache.load("eurosat-test", rebuilt.meta["key"]) is not None
 
 
 def test_cache_key_changes_with_the_file_list(tiny, demo_images, tmp_path):
-    cache = FeatureCache(tmp_path / "cache")
+    cache = EmbeddingCache(tmp_path / "cache")
     cached_image_features(tiny, demo_images, cache, num_workers=0)
     fewer = load_benchmark("eurosat", demo_images.paths[0].parents[2].parent)
     fewer.paths, fewer.labels = fewer.paths[:5], fewer.labels[:5]
     features, cached = cached_image_features(tiny, fewer, cache, num_workers=0)
     assert not cached and features.features.shape[0] == 5
+
+
+def test_text_embeddings_are_cached_by_model_and_texts(tiny, tmp_path, monkeypatch):
+    from s3.text import encode_texts
+
+    cache = EmbeddingCache(tmp_path / "text")
+    first = encode_texts(tiny, ["a photo of a cat.", "a photo of a dog."], cache=cache)
+    monkeypatch.setattr(tiny.model, "encode_text", lambda *a, **k: pytest.fail("re-encoded a cached text"))
+    again = encode_texts(tiny, ["a photo of a cat.", "a photo of a dog."], cache=cache)
+    assert torch.equal(first, again)
+    monkeypatch.undo()
+    other = encode_texts(tiny, ["a photo of a cow."], cache=cache)
+    assert other.shape == (1, 64) and len(list((tmp_path / "text").glob("text-*.pt"))) == 2

@@ -1,6 +1,5 @@
 """Reply parsing, normalisation, the bank's format and the shipped bank's coverage."""
 
-import json
 from pathlib import Path
 
 import pytest

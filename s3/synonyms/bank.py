@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import mean
 from typing import Any, Sequence
+
+from s3.atomic import atomic_write
 
 __all__ = [
     "SynonymRecord",
@@ -100,13 +100,8 @@ def read_bank(path: str | Path) -> list[SynonymRecord]:
 
 def write_bank(path: str | Path, records: Sequence[SynonymRecord]) -> None:
     """Atomic write, sorted by index, one record per line."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(r.to_json() + "\n" for r in sorted(records, key=lambda r: r.index))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def bank_digest(path: str | Path) -> str:
