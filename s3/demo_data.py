@@ -1,10 +1,11 @@
 """Procedurally generated stand-ins for the offline demo: EuroSAT (CoOp layout) and PASCAL VOC
 (mmsegmentation layout).
 
-Ten land-cover classes drawn as simple seeded textures (stripes for crops, a grey band for a
-highway, a blue curve for a river, ...), 64x64 JPEGs in ``eurosat/2750/<Class>/`` with CoOp's
-``split_zhou_EuroSAT.json``. It exercises the real EuroSAT loader and the real synonym bank;
-its accuracies are demo numbers, meaningless for the paper.
+EuroSAT: ten land-cover classes drawn as simple seeded textures (stripes for crops, a grey band
+for a highway, a blue curve for a river, ...), 64x64 JPEGs in ``eurosat/2750/<Class>/`` with
+CoOp's ``split_zhou_EuroSAT.json``. VOC: filled shapes of a few VOC classes on a textured
+background, with masks. Both exercise the real loaders and the real synonym bank; their
+accuracies are demo numbers, meaningless for the paper.
 """
 
 from __future__ import annotations

@@ -127,3 +127,14 @@ def test_notebooks_are_committed_without_outputs():
     for path in sorted((REPO / "notebooks").glob("*.ipynb")):
         notebook = nbformat.read(path, as_version=4)
         assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), path.name
+
+
+def test_repository_is_a_dvc_project_with_the_paper_stages():
+    from s3.demo import dvc
+
+    listed = dvc(REPO, "stage", "list", "--name-only", capture=True).stdout.split()
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    expected = {"synonyms", "geometry", "report", "html"}
+    expected |= {f"{stage}@{b}" for stage in ("features", "spaces", "evaluate") for b in params["benchmarks"]}
+    expected |= {f"segment@{d}" for d in params["segmentation"]["datasets"]}
+    assert set(listed) == expected
