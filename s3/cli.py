@@ -2,6 +2,7 @@
 
     s3 demo                                   run the offline demo pipeline
     s3 synonyms check [--dataset ID ...]      coverage and statistics of the synonym bank
+    s3 synonyms wordnet --classnames FILE     the ImageNet bank from WordNet synsets (ablation)
     s3 data verify --root DIR [--dataset ID]  check datasets against the protocol
 """
 
@@ -48,6 +49,18 @@ def _synonyms_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _synonyms_wordnet(args: argparse.Namespace) -> int:
+    from s3.synonyms.bank import write_bank
+    from s3.synonyms.wordnet import read_classnames_txt, wordnet_records
+
+    records = wordnet_records(read_classnames_txt(args.classnames), args.wordnet_dir)
+    write_bank(args.out, records)
+    counts = [len(r.synonyms) for r in records]
+    print(f"wrote {len(records)} records to {args.out}; names per class mean {sum(counts) / len(counts):.2f} "
+          f"min {min(counts)} max {max(counts)}")
+    return 0
+
+
 def _data_verify(args: argparse.Namespace) -> int:
     from s3.verify import format_reports, verify_all
 
@@ -84,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--classnames", help="a file with the dataset's class names, one per line, in label order")
     check.add_argument("--min-synonyms", type=int, default=3, help="fewer names (label included) count as missing")
     check.set_defaults(run=_synonyms_check)
+    wordnet = synonyms.add_parser("wordnet", help="build the ImageNet bank from WordNet 3.0 synsets (an ablation)")
+    wordnet.add_argument("--classnames", required=True, help="CoOp's ImageNet classnames.txt ('<wnid> <name>' lines)")
+    wordnet.add_argument("--wordnet-dir", default="/usr/share/wordnet")
+    wordnet.add_argument("--out", default="data/synonyms/imagenet_wordnet.jsonl")
+    wordnet.set_defaults(run=_synonyms_wordnet)
 
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="action", required=True)
     verify = data.add_parser("verify", help="check datasets in the CoOp layout")

@@ -8,6 +8,7 @@ downloaded. A tag that cannot be fetched fails in seconds with instructions inst
 
 from __future__ import annotations
 
+import logging
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +124,13 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     device = resolve_device(spec.device)
     if spec.random_weights:
         torch.manual_seed(spec.seed)
-        model, preprocess = _create(spec, None)
+        # Random weights are what was asked for: silence open_clip's "no pretrained weights" warning.
+        previous = logging.root.level
+        logging.root.setLevel(logging.ERROR)
+        try:
+            model, preprocess = _create(spec, None)
+        finally:
+            logging.root.setLevel(previous)
     elif Path(str(spec.pretrained)).expanduser().exists():
         model, preprocess = _create(spec, str(Path(str(spec.pretrained)).expanduser()))
     else:

@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Iterable, TypeVar
 
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # text bars everywhere; the widget bars need ipywidgets
 
 T = TypeVar("T")
 
