@@ -1,9 +1,9 @@
 """The 15 classification benchmarks in the CoOp/Dassl folder layout, test split only.
 
 Class names are derived from the dataset's own files by CoOp's rules (README, step 3 of
-'Reproducing the paper configuration'), in
-prompt form (``_`` replaced by a space). The five ImageNet sets also carry, for each class, its
-ImageNet label index, which is how they share ImageNet's synonym bank.
+"Reproducing the paper configuration"), in prompt form (``_`` replaced by a space). The five
+ImageNet sets also carry, for each class, its ImageNet label index, which is how they share
+ImageNet's synonym bank.
 """
 
 from __future__ import annotations
@@ -187,7 +187,8 @@ def _folder(root: Path, benchmark: str) -> Path:
     if not folder.is_dir():
         raise DatasetError(
             f"{info.title}: folder {folder} not found. Download {info.source} and place it at "
-            f"{folder} (README, 'Reproducing the paper configuration'), or set data.root in params.yaml / S3_DATA_ROOT."
+            f"{folder} (README, 'Reproducing the paper configuration'), or set data.root in params.yaml "
+            "or S3_DATA_ROOT."
         )
     return folder
 
