@@ -124,6 +124,8 @@ def extract_image_features(
 ) -> Features:
     """Encode every image: DataLoader workers decode and preprocess, the model runs batched
     (mixed precision on CUDA)."""
+    if len(images) == 0:
+        raise DatasetError(f"{images.benchmark}: no images to encode; run `s3 data verify` to see what is missing")
     loader = DataLoader(
         _ImageFiles(images, loaded.preprocess),
         batch_size=batch_size,
@@ -140,14 +142,23 @@ def extract_image_features(
     return Features(torch.cat(chunks), torch.cat(labels).long(), meta={})
 
 
+def _file_stamp(path: Path) -> str:
+    try:
+        stat = path.stat()
+        return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+    except OSError:
+        return f"{path}:missing"
+
+
 def cache_key(loaded: LoadedModel, images: ImageList, split: str) -> str:
+    """Covers model, preprocessing, benchmark, split, and every file (path, size, modification time)."""
     return digest(
         {
             "model": loaded.spec.identity,
             "preprocess": repr(loaded.preprocess),
             "benchmark": images.benchmark,
             "split": split,
-            "files": [str(p) for p in images.paths],
+            "files": [_file_stamp(p) for p in images.paths],
             "labels": images.labels,
         }
     )

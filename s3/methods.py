@@ -38,18 +38,20 @@ def score_method(
     Args:
         images: ``(N, D)`` unit image features.
         stacked: ``StackedSpaces.from_spaces(text.spaces)``, passed in to build it once.
+            Everything is moved to ``images.device`` (CPU or GPU).
     """
+    device = images.device
     if method in BASELINES:
-        return images @ text.classifiers[method].T
+        return images @ text.classifiers[method].to(device).T
     if method == "synonyms_mean":
         centers = torch.nn.functional.normalize(
             torch.stack([torch.from_numpy(s.embeddings).mean(0) for s in text.spaces]), dim=-1
         )
-        return images @ centers.T
+        return images @ centers.to(device).T
     if method == "synonyms_max":
-        grouped = GroupedItems.from_lists([s.embeddings for s in text.spaces])
+        grouped = GroupedItems.from_lists([s.embeddings for s in text.spaces]).to(device)
         return grouped.reduce(images @ grouped.items.T, "max")
     if method.startswith("s3_") and method[3:] in METRICS:
-        stacked = stacked if stacked is not None else StackedSpaces.from_spaces(text.spaces)
+        stacked = (stacked if stacked is not None else StackedSpaces.from_spaces(text.spaces)).to(device)
         return score(images, stacked, method[3:], temperature=temperature, simplex_sweeps=simplex_sweeps)
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")

@@ -57,12 +57,15 @@ class ModelSpec:
     def identity(self) -> dict[str, Any]:
         """What determines the embeddings (for cache keys and provenance)."""
         weights = self.pretrained
-        if weights and not self.random_weights and Path(weights).is_file():
-            stat = Path(weights).stat()
-            weights = f"{Path(weights).resolve()}:{stat.st_size}:{int(stat.st_mtime)}"
+        if weights and not self.random_weights and Path(weights).expanduser().is_file():
+            path = Path(weights).expanduser()
+            stat = path.stat()
+            weights = f"{path.resolve()}:{stat.st_size}:{int(stat.st_mtime)}"
         return {
             "arch": self.arch,
             "pretrained": weights if not self.random_weights else f"random(seed={self.seed})",
+            # Mixed precision changes the embeddings' last bits, so it is part of their identity.
+            "precision": self.precision if resolve_device(self.device).type == "cuda" else "fp32",
             "open_clip": open_clip.__version__,
         }
 

@@ -79,17 +79,24 @@ def table_markdown(table: pd.DataFrame, title: str, demo: bool) -> str:
     return "\n".join(header + lines) + "\n"
 
 
-def reference_check(results: pd.DataFrame, baseline: str = "clip_single") -> pd.DataFrame | None:
+def reference_check(results: pd.DataFrame, baseline: str = "clip_single", mode: str = "auto") -> pd.DataFrame | None:
     """Compare the single-template CLIP baseline with the published numbers.
 
-    Returns ``None`` unless the model is OpenAI ViT-B/16; else one row per benchmark with the
-    difference and a ``flag`` when it exceeds ``TOLERANCE`` points (usually a harness bug).
+    Args:
+        mode: ``auto`` checks when the model is ViT-B-16 with the ``openai`` tag; ``always`` also
+            when the weights are a local file you know holds OpenAI's ViT-B/16; ``never`` skips.
+
+    Returns ``None`` when skipped; else one row per benchmark with the difference and a ``flag``
+    when it exceeds ``TOLERANCE`` points (usually a harness bug).
     """
+    if mode not in ("auto", "always", "never"):
+        raise ValueError(f"report.reference_check must be 'auto', 'always' or 'never', got {mode!r}")
     rows = results[results.method == baseline]
-    if rows.empty:
+    if rows.empty or mode == "never":
         return None
     model = rows.iloc[0]["model"]
-    if model.get("arch") != REFERENCE_ARCH or model.get("pretrained") != REFERENCE_PRETRAINED:
+    openai_tag = model.get("arch") == REFERENCE_ARCH and model.get("pretrained") == REFERENCE_PRETRAINED
+    if mode == "auto" and not openai_tag:
         return None
     check = pd.DataFrame(
         [
@@ -105,6 +112,10 @@ def reference_check(results: pd.DataFrame, baseline: str = "clip_single") -> pd.
 
 def gain_figure(table: pd.DataFrame, baseline: str, proposed: str) -> plt.Figure:
     """Per-benchmark top-1 gain of ``proposed`` over ``baseline`` (points)."""
+    absent = [m for m in (baseline, proposed) if m not in table.index]
+    if absent:
+        raise ValueError(f"report.baseline/report.proposed name {absent}, which evaluate.methods did not run; "
+                         f"choose among {list(table.index)}")
     columns = [c for c in table.columns if c in BENCHMARKS]
     gain = (table.loc[proposed, columns] - table.loc[baseline, columns]).rename(lambda c: BENCHMARKS[c].title)
     fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(gain) + 2), 3.2))

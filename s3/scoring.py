@@ -13,6 +13,7 @@ the score block.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -83,8 +84,9 @@ class GroupedItems:
                 elif reduction == "mean":
                     block = block.mean(dim=-1)
                 elif reduction == "softmax":
-                    # temperature * logsumexp(x / temperature): a smooth max that tends to max as t -> 0.
-                    block = temperature * torch.logsumexp(block / temperature, dim=-1)
+                    # t * log(mean(exp(x / t))): a smooth max that tends to max as t -> 0 and, unlike
+                    # logsumexp, does not grow with the number of items (no bias toward big classes).
+                    block = temperature * (torch.logsumexp(block / temperature, dim=-1) - math.log(m))
                 else:
                     raise ValueError(f"unknown reduction {reduction!r}: use 'max', 'mean' or 'softmax'")
             # index_copy_ is a plain strided copy; `out[:, classes] = ...` is a much slower scatter.
@@ -212,12 +214,12 @@ def _cone_cosine(b: torch.Tensor, gram: torch.Tensor, valid: torch.Tensor, sweep
 
     # Polish: on the support S, the optimum solves G_SS a_S = b_S.
     support = (a > 0).double()
-    eye = torch.eye(b.shape[-1], dtype=torch.float64)
+    eye = torch.eye(b.shape[-1], dtype=torch.float64, device=b.device)
     system = gram.double() * support[..., :, None] * support[..., None, :] + eye * (1 - support[..., None, :])
     exact, info = torch.linalg.solve_ex(system, (b.double() * support).unsqueeze(-1))
     exact = exact.squeeze(-1)
     usable = (info == 0) & (exact >= -1e-12).all(dim=-1) & (support.sum(-1) > 0)
-    exact_cosine = torch.where(usable, cosine_of(exact.clamp_min(0)), torch.tensor(-2.0, dtype=torch.float64))
+    exact_cosine = torch.where(usable, cosine_of(exact.clamp_min(0)), torch.tensor(-2.0, dtype=torch.float64, device=b.device))
     cosine = torch.maximum(cosine_of(a.double()), exact_cosine).to(b.dtype)
     # No vertex with a positive cosine: the cone projection is 0 and the best hull point is a vertex.
     return torch.where(best_vertex_cosine.squeeze(-1) > 0, cosine, best_vertex_cosine.squeeze(-1))
@@ -234,7 +236,7 @@ def point_to_simplex(
     simplices = spaces.simplices
     verts = simplices.items  # (S, m, D), zero rows pad smaller simplices
     valid = verts.abs().sum(dim=-1) > 0
-    gram = torch.einsum("smd,snd->smn", verts, verts)
+    gram = torch.einsum("smd,snd->smn", verts, verts)  # (S, m, m)
     flat = verts.reshape(-1, verts.shape[-1])
 
     def chunk_scores(x: torch.Tensor, out: torch.Tensor) -> None:

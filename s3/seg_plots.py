@@ -21,6 +21,8 @@ def _colour(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 def examples_figure(examples: Sequence[dict[str, Any]], methods: Sequence[str], num_classes: int) -> plt.Figure:
     """One row per example: image, ground truth, then each method's prediction (ignore = white)."""
+    if not examples:
+        raise ValueError("no examples to draw: set segmentation.examples to at least 1 (the figure is a stage output)")
     columns = 2 + len(methods)
     fig, axes = plt.subplots(len(examples), columns, figsize=(2.2 * columns, 2.2 * len(examples)), squeeze=False)
     for row, example in zip(axes, examples):

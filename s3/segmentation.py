@@ -54,6 +54,12 @@ class SlideConfig:
     bg_threshold: float = 0.5
     batch_size: int = 16
 
+    def __post_init__(self) -> None:
+        if self.background not in ("names", "threshold", "none"):
+            raise ValueError(f"segmentation.background must be 'names', 'threshold' or 'none', got {self.background!r}")
+        if self.window <= 0 or self.stride <= 0 or self.short_side <= 0:
+            raise ValueError("segmentation.window, stride and short_side must be positive")
+
 
 def normalization(preprocess: Callable) -> Normalize:
     """The ``Normalize`` step of an open_clip preprocessing pipeline."""
@@ -153,7 +159,8 @@ def evaluate_segmentation(
         and ``predictions`` (method -> ``(H, W)``) for the first ``keep_examples`` images.
     """
     if config.background == "names" and text.classnames[0] != "background" and not dataset.reduce_zero_label:
-        raise ValueError("background: names needs 'background' as class 0 of the class list")
+        raise ValueError("background: names needs 'background' as class 0 of the class list; use "
+                         "background: threshold, or a 20/59-class protocol (voc20, context59) that ignores it")
     normalize = normalization(loaded.preprocess)
     stacked = StackedSpaces.from_spaces(text.spaces)
     num_classes = len(text.classnames)

@@ -47,8 +47,9 @@ class SpaceConfig:
         distance: ``cosine`` (1 - a.b, in [0, 2]) or ``angular`` (arccos(a.b), in [0, pi]).
         radius_rule: ``global`` uses ``epsilon``; ``mst_quantile`` uses the ``mst_quantile``
             quantile of the class's MST edge lengths; ``largest_gap`` cuts in the middle of the
-            largest gap between consecutive sorted H0 death times, but only when that gap is at
-            least ``min_gap`` (otherwise every synonym stays connected).
+            largest gap between consecutive sorted H0 death times in their upper half (so at
+            least half of the MST edges stay), but only when that gap is at least ``min_gap``
+            (otherwise every synonym stays connected).
         epsilon: the global radius, in units of ``distance``.
         mst_quantile: quantile in [0, 1] for ``mst_quantile``.
         min_gap: smallest H0 gap that counts as an outlier split for ``largest_gap``.
@@ -175,7 +176,8 @@ def h0_death_times(distances: np.ndarray) -> np.ndarray:
         return np.zeros(0)
     # Only edges matter for H0, so the filtration stops at dimension 1.
     tree = gudhi.RipsComplex(distance_matrix=distances).create_simplex_tree(max_dimension=1)
-    tree.compute_persistence(persistence_dim_max=False)
+    # min_persistence=-1 keeps zero-length bars (identical synonyms), so there are always K - 1.
+    tree.compute_persistence(persistence_dim_max=False, min_persistence=-1)
     deaths = tree.persistence_intervals_in_dimension(0)[:, 1]
     return np.sort(deaths[np.isfinite(deaths)])
 
@@ -188,11 +190,14 @@ def choose_radius(death_times: np.ndarray, config: SpaceConfig) -> float:
         return 0.0
     if config.radius_rule == "mst_quantile":
         return float(np.quantile(death_times, config.mst_quantile))
-    # largest_gap: the biggest jump between consecutive deaths separates outliers from the core.
+    # largest_gap: outliers join the rest last, so the biggest jump between consecutive deaths in
+    # the upper half separates them from the core. (A gap in the lower half would only split off
+    # near-duplicate synonyms, which merge first.)
     if death_times.size == 1:
         return float(death_times[0])
     gaps = np.diff(death_times)
-    i = int(np.argmax(gaps))
+    lowest = (death_times.size - 1) // 2  # keep at least half of the tree's edges below the cut
+    i = lowest + int(np.argmax(gaps[lowest:]))
     if gaps[i] < config.min_gap:
         return float(death_times[-1])
     return float((death_times[i] + death_times[i + 1]) / 2.0)
@@ -248,7 +253,8 @@ def vietoris_rips_maximal_simplices(
     adjacent = distances <= epsilon
     by_dim: dict[int, list[list[int]]] = {}
     for simplex, _ in tree.get_simplices():
-        by_dim.setdefault(len(simplex) - 1, []).append(simplex)
+        if len(simplex) - 1 <= top:  # gudhi inserts edges even for max_dimension=0
+            by_dim.setdefault(len(simplex) - 1, []).append(simplex)
     maximal: list[tuple[int, ...]] = []
     for dim, simplices in by_dim.items():
         arr = np.asarray(simplices)  # (n, dim + 1)

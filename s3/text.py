@@ -18,7 +18,7 @@ from s3.synonyms.bank import bank_digest, read_bank, synonyms_for
 from s3.templates import templates_for
 from s3.text_side import BASELINE_TEMPLATES, TextSide
 
-__all__ = ["encode_texts", "embed_names", "embed_classnames", "build_text_side"]
+__all__ = ["encode_texts", "embed_names", "embed_classnames", "distinct_texts", "build_text_side"]
 
 
 @torch.no_grad()
@@ -76,6 +76,18 @@ def embed_classnames(loaded: LoadedModel, classnames: Sequence[str], templates: 
     return torch.from_numpy(np.concatenate(embed_names(loaded, [[c] for c in classnames], templates, batch_size, cache)))
 
 
+def distinct_texts(loaded: LoadedModel, names: Sequence[str]) -> list[str]:
+    """``names`` without those the tokenizer cannot tell apart from an earlier one ("ATR 42" and
+    "ATR42" are the same tokens): duplicates add no information and only zero-length H0 bars."""
+    seen, kept = set(), []
+    for name, tokens in zip(names, loaded.tokenizer(list(names))):
+        key = tuple(tokens.tolist())
+        if key not in seen:
+            seen.add(key)
+            kept.append(name)
+    return kept
+
+
 def build_text_side(
     loaded: LoadedModel,
     benchmark: str,
@@ -94,7 +106,7 @@ def build_text_side(
         spaces: the ``spaces`` section of params.yaml (``templates`` + ``SpaceConfig`` fields).
         cache: reuse text embeddings across stages and runs (``encode_texts``).
     """
-    synonyms = synonyms_for(read_bank(bank_path), bank_indices, classnames)
+    synonyms = [distinct_texts(loaded, names) for names in synonyms_for(read_bank(bank_path), bank_indices, classnames)]
     embeddings = embed_names(loaded, synonyms, templates_for(spaces["templates"], benchmark), batch_size, cache)
     config = SpaceConfig(**{k: v for k, v in spaces.items() if k != "templates"})
     classifiers = {

@@ -8,7 +8,7 @@ import torch
 from s3.evaluation import classification_metrics
 from s3.methods import METHODS, score_method
 from s3.text_side import TextSide
-from s3.report import reference_check, summary_table
+from s3.report import gain_figure, reference_check, summary_table
 from s3.spaces import SpaceConfig, build_spaces
 from s3.synthetic import WorldConfig, evaluate_world, make_world, sweep
 
@@ -66,6 +66,19 @@ def test_summary_table_has_the_paper_shape():
     assert list(table.index) == ["clip_single", "s3_point_to_local_center"]
     assert list(table.columns) == ["imagenet", "eurosat", "imagenet_a", "avg fine-grained", "avg shift"]
     assert table.loc["clip_single", "avg fine-grained"] == pytest.approx(58.0)
+
+
+def test_gain_figure_names_methods_that_did_not_run():
+    table = summary_table(results_frame({"arch": "x"}), METHODS)
+    with pytest.raises(ValueError, match="evaluate.methods did not run"):
+        gain_figure(table, "clip_single", "s3_point_to_simplex")
+
+
+def test_reference_check_modes():
+    local_file = results_frame({"arch": "ViT-B-16", "pretrained": "/ckpt/ViT-B-16.pt:1:2"})
+    assert reference_check(local_file) is None
+    assert reference_check(local_file, mode="always") is not None
+    assert reference_check(results_frame({"arch": "ViT-B-16", "pretrained": "openai"}), mode="never") is None
 
 
 def test_reference_check_flags_benchmarks_off_by_more_than_a_point():

@@ -532,16 +532,23 @@ def test_resume_from_a_file_without_a_final_newline(server, tmp_path):
     assert_complete_bank(out, PETS)
 
 
-def record_line(index: int, classname: str, synonyms: list[str] | None = None) -> str:
-    return json.dumps({"index": index, "classname": classname,
-                       "synonyms": synonyms or [classname] + GOOD[classname]}) + "\n"
+def record_line(index: int, classname: str, synonyms: list[str] | None = None,
+                config: GeneratorConfig | None = None) -> str:
+    record = {"index": index, "classname": classname, "synonyms": synonyms or [classname] + GOOD[classname]}
+    if config is not None:  # provenance of a record this configuration made (so it is resumed)
+        record["provenance"] = {"generator": "openai-compatible-chat", "base_url": config.base_url,
+                                "model": config.model, "temperature": config.temperature, "seed": config.seed,
+                                "num_synonyms": config.num_synonyms,
+                                "prompt_sha256": prompt_sha256(config.prompt_version)}
+    return json.dumps(record) + "\n"
 
 
 def test_blank_lines_in_an_existing_bank_lose_nothing(server, tmp_path):
     out = tmp_path / "oxford_pets.jsonl"
-    out.write_text(record_line(0, "Abyssinian") + "\n" + record_line(1, "Bengal") + "   \n"
-                   + record_line(3, "Bombay"), encoding="utf-8")
-    report = generate_bank(DATASET, PETS, out, config_for(server), sleep=SleepLog())
+    config = config_for(server)
+    out.write_text(record_line(0, "Abyssinian", config=config) + "\n" + record_line(1, "Bengal", config=config)
+                   + "   \n" + record_line(3, "Bombay", config=config), encoding="utf-8")
+    report = generate_bank(DATASET, PETS, out, config, sleep=SleepLog())
     assert (report.resumed, report.generated) == (3, 2)
     assert server.requests_per_class() == {"Birman": 1, "Ragdoll": 1}
     assert_complete_bank(out, PETS)

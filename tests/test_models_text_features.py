@@ -116,3 +116,24 @@ def test_text_embeddings_are_cached_by_model_and_texts(tiny, tmp_path, monkeypat
     monkeypatch.undo()
     other = encode_texts(tiny, ["a photo of a cow."], cache=cache)
     assert other.shape == (1, 64) and len(list((tmp_path / "text").glob("text-*.pt"))) == 2
+
+
+def test_identity_includes_precision_on_gpu_only_and_expands_home(tmp_path, monkeypatch):
+    assert TINY.identity["precision"] == "fp32"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "ckpt.bin").write_bytes(b"weights")
+    identity = ModelSpec(arch="S3-Demo-Tiny", pretrained="~/ckpt.bin", device="cpu").identity
+    assert identity["pretrained"].startswith(f"{tmp_path / 'ckpt.bin'}:7:")  # path, size, then mtime
+
+
+def test_a_replaced_image_changes_the_cache_key(tiny, demo_images, tmp_path):
+    from s3.features import cache_key
+
+    before = cache_key(tiny, demo_images, "test")
+    path = demo_images.paths[0]
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\0")
+        assert cache_key(tiny, demo_images, "test") != before
+    finally:
+        path.write_bytes(original)

@@ -108,7 +108,10 @@ def test_softmax_local_center_tends_to_max():
     hard = score(x, stacked, "point_to_local_center")
     soft = score(x, stacked, "point_to_local_center", temperature=1e-4)
     torch.testing.assert_close(soft, hard, atol=1e-3, rtol=0)
-    assert torch.all(score(x, stacked, "point_to_local_center", temperature=0.1) >= hard - 1e-6)
+    # log-mean-exp lies between max - t log(m) and max.
+    smooth = score(x, stacked, "point_to_local_center", temperature=0.1)
+    most = max(len(s.simplices) for s in spaces)
+    assert torch.all(smooth <= hard + 1e-6) and torch.all(smooth >= hard - 0.1 * np.log(most) - 1e-6)
 
 
 def test_metrics_have_shape_n_by_c():
@@ -118,3 +121,31 @@ def test_metrics_have_shape_n_by_c():
         assert score(x, stacked, metric).shape == (3, 4)
     with pytest.raises(ValueError, match="unknown metric"):
         score(x, stacked, "point_to_nowhere")
+
+
+def test_softmax_does_not_favour_classes_with_more_local_centers():
+    one = np.array([[1.0, 0.0]], dtype=np.float32)
+    many = np.tile(np.array([[0.99, np.sqrt(1 - 0.99**2)]], dtype=np.float32), (20, 1))
+    grouped = GroupedItems.from_lists([one, many])
+    x = torch.tensor([[1.0, 0.0]])
+    soft = grouped.reduce(x @ grouped.items.T, "softmax", temperature=0.01)
+    assert soft.argmax().item() == 0
+    torch.testing.assert_close(soft, torch.tensor([[1.0, 0.99]]), atol=1e-5, rtol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_every_method_scores_on_the_gpu():
+    from s3.methods import METHODS, score_method
+    from s3.text_side import TextSide
+
+    spaces = random_spaces(0, num_classes=4)
+    classifiers = {m: torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+                   for m in ("clip_single", "clip_coop", "clip_ensemble80")}
+    text = TextSide("toy", list("abcd"), classifiers, [["x"]] * 4, spaces, {})
+    x = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    for method in METHODS:
+        cpu = score_method(method, x, text)
+        gpu = score_method(method, x.cuda(), text)
+        assert gpu.is_cuda
+        torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=0)

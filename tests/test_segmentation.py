@@ -137,3 +137,8 @@ def test_verify_reports_segmentation_problems(tmp_path):
     assert "cannot be read" in text and "demo_0002.jpg" in text
     Image.fromarray(np.full((4, 4), 40, np.uint8)).save(folder / "SegmentationClass/demo_0000.png")
     assert "labels beyond the 21 classes" in "\n".join(verify_benchmark(tmp_path, "voc21").problems)
+
+
+def test_slide_config_rejects_unknown_background():
+    with pytest.raises(ValueError, match="'names', 'threshold' or 'none'"):
+        SlideConfig(background="thresold")

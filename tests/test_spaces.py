@@ -36,7 +36,7 @@ def brute_force_maximal_cliques(dist, eps, top):
 
 
 @pytest.mark.parametrize("seed", range(12))
-@pytest.mark.parametrize("max_dimension", [None, 1, 2, 3])
+@pytest.mark.parametrize("max_dimension", [None, 0, 1, 2, 3])
 def test_vietoris_rips_matches_clique_enumeration(seed, max_dimension):
     rng = np.random.default_rng(seed)
     k = int(rng.integers(2, 9))
@@ -77,6 +77,23 @@ def test_outlier_synonym_is_dropped():
     space = build_space(emb, SpaceConfig(radius_rule="largest_gap", min_gap=0.05))
     assert space.kept.tolist() == [0, 1, 2, 3, 5]
     assert all(4 not in s for s in space.simplices)
+
+
+def test_identical_synonyms_keep_their_zero_length_bars():
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=16)
+    exact = np.stack([base, base, base, rng.normal(size=16)])
+    nudged = exact.copy()
+    nudged[1:3] += 1e-7
+    assert len(h0_death_times(pairwise_distances(exact / np.linalg.norm(exact, axis=1, keepdims=True)))) == 3
+    config = SpaceConfig(radius_rule="largest_gap", min_gap=0.05)
+    assert build_space(exact, config).kept.tolist() == build_space(nudged, config).kept.tolist()
+
+
+def test_largest_gap_ignores_near_duplicates_merging_first():
+    # Two near-identical synonyms merge at ~0; the big gap after them must not split the class.
+    deaths = np.array([1e-12, 0.30, 0.31])
+    assert choose_radius(deaths, SpaceConfig(radius_rule="largest_gap", min_gap=0.05)) == 0.31
 
 
 def test_radius_rules():

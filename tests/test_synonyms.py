@@ -98,3 +98,12 @@ def test_cli_check_exits_non_zero_naming_missing_classes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "without synonyms: 1 <class 1> (no record)" in out
     assert cli(["synonyms", "check", "--bank-dir", str(REPO / "data/synonyms")]) == 0
+
+
+def test_generation_refuses_to_resume_a_replayed_bank(tmp_path):
+    from s3.synonyms.generate import GeneratorConfig, generate_bank
+
+    write_bank(tmp_path / "eurosat.jsonl", read_bank(REPO / "data/synonyms/eurosat.jsonl"))
+    with pytest.raises(RuntimeError, match="made another way.*delete"):
+        generate_bank("eurosat", [(0, "Annual Crop Land")], tmp_path / "eurosat.jsonl", GeneratorConfig(),
+                      client=object())

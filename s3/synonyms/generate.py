@@ -93,6 +93,14 @@ def _read_done(path: Path) -> dict[int, SynonymRecord]:
     return {r.index: r for r in read_bank(path)}
 
 
+def _same_run(provenance: dict, config: GeneratorConfig, sha: str) -> bool:
+    """Whether a stored record came from this generator configuration (so it may be resumed)."""
+    expected = {"generator": "openai-compatible-chat", "base_url": config.base_url, "model": config.model,
+                "temperature": config.temperature, "seed": config.seed, "prompt_sha256": sha,
+                "num_synonyms": config.num_synonyms}
+    return all(provenance.get(key) == value for key, value in expected.items())
+
+
 def _ask(client: openai.OpenAI, config: GeneratorConfig, prompt: str) -> str:
     try:
         response = client.chat.completions.create(
@@ -126,15 +134,23 @@ def generate_bank(
     Args:
         dataset: bank id (selects the context phrase).
         classes: ``(index, classname)`` pairs in prompt form.
-        output: the JSONL file; existing complete records are kept and skipped.
+        output: the JSONL file; existing records of the same configuration are kept and skipped,
+            records of another source or configuration stop the run (delete the file to regenerate).
         client: an ``openai.OpenAI``; default: built from ``config`` and the environment.
     """
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     done = _read_done(output)
+    sha = prompt_sha256(config.prompt_version)
+    foreign = [r.index for r in done.values() if not _same_run(r.provenance, config, sha)]
+    if foreign:
+        raise RuntimeError(
+            f"{output} already holds {len(foreign)} records made another way (replayed bank, other model, "
+            f"prompt or settings; e.g. class {foreign[0]}). Only records of this exact configuration are "
+            f"resumed: delete {output} to generate afresh."
+        )
     client = client or make_client(config)
     names = [name for _, name in classes]
-    sha = prompt_sha256(config.prompt_version)
     failures, generated = [], 0
     with output.open("a", encoding="utf-8") as handle:
         for index, classname in classes:
