@@ -18,7 +18,6 @@ from PIL import Image
 
 from s3.methods import score_method
 from s3.models import ModelSpec, load_model
-from s3.scoring import StackedSpaces
 from s3.segmentation import SlideConfig, normalization, predict, prepare_image, slide_scores, window_features
 from s3.spaces import SpaceConfig, build_spaces
 from s3.text_side import TextSide
@@ -46,7 +45,6 @@ def main() -> None:
     classifier = torch.nn.functional.normalize(torch.from_numpy(np.stack([s[0] for s in synonyms])), dim=-1)
     text = TextSide("bench", [f"c{i}" for i in range(21)], {"clip_single": classifier}, [["x"] * 6] * 21,
                     build_spaces(synonyms, SpaceConfig()), {})
-    stacked = StackedSpaces.from_spaces(text.spaces)
     normalize = normalization(loaded.preprocess)
     images = [Image.fromarray(rng.integers(0, 256, size=(375, 500, 3), dtype=np.uint8)) for _ in range(args.images)]
     methods = args.methods.split(",")
@@ -64,7 +62,7 @@ def main() -> None:
         windows += len(boxes)
         flat = features.reshape(-1, features.shape[-1])
         for method in methods:
-            scores = score_method(method, flat, text, stacked).reshape(*features.shape[:3], -1)
+            scores = score_method(method, flat, text).reshape(*features.shape[:3], -1)
             predict(slide_scores(boxes, scores, padded, tuple(pixels.shape[1:]), config.window), (375, 500),
                     "names", 0.5)
         total_s += time.perf_counter() - start

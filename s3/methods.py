@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from s3.scoring import METRICS, GroupedItems, StackedSpaces, score
+from s3.scoring import METRICS, score
 from s3.text_side import BASELINE_TEMPLATES, TextSide
 
 __all__ = ["BASELINES", "METHODS", "score_method"]
@@ -29,29 +29,24 @@ def score_method(
     method: str,
     images: torch.Tensor,
     text: TextSide,
-    stacked: StackedSpaces | None = None,
     temperature: float | None = None,
     simplex_sweeps: int = 50,
 ) -> torch.Tensor:
     """``(N, C)`` scores of one method.
 
     Args:
-        images: ``(N, D)`` unit image features.
-        stacked: ``StackedSpaces.from_spaces(text.spaces)``, passed in to build it once.
-            Everything is moved to ``images.device`` (CPU or GPU).
+        images: ``(N, D)`` unit image features, on any device; the class data follow them.
+        text: the benchmark's text side (its stacked forms are built once and reused).
     """
     device = images.device
     if method in BASELINES:
         return images @ text.classifiers[method].to(device).T
     if method == "synonyms_mean":
-        centers = torch.nn.functional.normalize(
-            torch.stack([torch.from_numpy(s.embeddings).mean(0) for s in text.spaces]), dim=-1
-        )
-        return images @ centers.to(device).T
+        return images @ text.synonym_centers.to(device).T
     if method == "synonyms_max":
-        grouped = GroupedItems.from_lists([s.embeddings for s in text.spaces]).to(device)
+        grouped = text.synonym_items.to(device)
         return grouped.reduce(images @ grouped.items.T, "max")
     if method.startswith("s3_") and method[3:] in METRICS:
-        stacked = (stacked if stacked is not None else StackedSpaces.from_spaces(text.spaces)).to(device)
-        return score(images, stacked, method[3:], temperature=temperature, simplex_sweeps=simplex_sweeps)
+        return score(images, text.stacked.to(device), method[3:], temperature=temperature,
+                     simplex_sweeps=simplex_sweeps)
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")

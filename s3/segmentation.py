@@ -25,7 +25,6 @@ from s3.evaluation import confusion_matrix
 from s3.methods import score_method
 from s3.models import LoadedModel
 from s3.progress import progress
-from s3.scoring import StackedSpaces
 from s3.seg_datasets import IGNORE_INDEX, SegImageList, read_mask
 from s3.text_side import TextSide
 
@@ -162,7 +161,6 @@ def evaluate_segmentation(
         raise ValueError("background: names needs 'background' as class 0 of the class list; use "
                          "background: threshold, or a 20/59-class protocol (voc20, context59) that ignores it")
     normalize = normalization(loaded.preprocess)
-    stacked = StackedSpaces.from_spaces(text.spaces)
     num_classes = len(text.classnames)
     confusions = {m: torch.zeros(num_classes, num_classes, dtype=torch.long) for m in methods}
     examples = []
@@ -176,7 +174,7 @@ def evaluate_segmentation(
         flat = features.reshape(-1, features.shape[-1])
         predictions = {}
         for method in methods:
-            scores = score_method(method, flat, text, stacked, temperature, simplex_sweeps)
+            scores = score_method(method, flat, text, temperature, simplex_sweeps)
             scores = scores.reshape(*features.shape[:3], -1)
             scores = slide_scores(boxes, scores, padded, tuple(pixels.shape[1:]), config.window)
             predictions[method] = predict(scores, tuple(mask.shape), config.background, config.bg_threshold)

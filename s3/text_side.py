@@ -7,12 +7,14 @@ segmentation: the ``segment`` stage) and saved, so every method is scored from t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from s3.scoring import GroupedItems, StackedSpaces
 from s3.spaces import SynonymSpace
 
 __all__ = ["TextSide", "BASELINE_TEMPLATES"]
@@ -40,6 +42,23 @@ class TextSide:
     synonyms: list[list[str]]
     spaces: list[SynonymSpace]
     info: dict[str, Any]
+
+    # Stacked forms for scoring, built once (an image loop scores many batches against them).
+    @cached_property
+    def stacked(self) -> StackedSpaces:
+        """The class spaces stacked for the point-to-space metrics."""
+        return StackedSpaces.from_spaces(self.spaces)
+
+    @cached_property
+    def synonym_centers(self) -> torch.Tensor:
+        """``(C, D)`` normalised mean of every synonym of each class (no pruning)."""
+        means = torch.stack([torch.from_numpy(s.embeddings).mean(0) for s in self.spaces])
+        return torch.nn.functional.normalize(means, dim=-1)
+
+    @cached_property
+    def synonym_items(self) -> GroupedItems:
+        """Every synonym embedding (no pruning), grouped by class."""
+        return GroupedItems.from_lists([s.embeddings for s in self.spaces])
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
