@@ -30,7 +30,7 @@ def score_method(
     images: torch.Tensor,
     text: TextSide,
     temperature: float | None = None,
-    simplex_sweeps: int = 50,
+    simplex_sweeps: int = 100,
 ) -> torch.Tensor:
     """``(N, C)`` scores of one method.
 

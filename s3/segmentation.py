@@ -145,7 +145,7 @@ def evaluate_segmentation(
     methods: Sequence[str],
     config: SlideConfig,
     temperature: float | None = None,
-    simplex_sweeps: int = 50,
+    simplex_sweeps: int = 100,
     max_images: int | None = None,
     keep_examples: int = 0,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
