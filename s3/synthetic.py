@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from s3.scoring import GroupedItems, StackedSpaces, score
+from s3.methods import score_method
 from s3.spaces import SpaceConfig, build_spaces
+from s3.text_side import TextSide
 
 __all__ = ["WorldConfig", "make_world", "evaluate_world", "sweep"]
 
@@ -68,21 +69,18 @@ def make_world(config: WorldConfig, seed: int) -> tuple[list[np.ndarray], np.nda
 
 def evaluate_world(synonyms: list[np.ndarray], images: np.ndarray, labels: np.ndarray,
                    space_config: SpaceConfig) -> dict[str, float]:
-    """Top-1 accuracy (%) of the label-only baseline, the synonym baselines and every S^3 metric."""
-    x = torch.from_numpy(images)
-    y = torch.from_numpy(labels)
+    """Top-1 accuracy (%) of the label-only baseline, the synonym baselines and every S^3 metric,
+    scored by the harness's own ``score_method`` (the label embedding stands in for CLIP's prompt)."""
     label_only = torch.from_numpy(np.stack([s[0] for s in synonyms]))
-    centers = torch.nn.functional.normalize(torch.from_numpy(np.stack([s.mean(0) for s in synonyms])), dim=-1)
-    grouped = GroupedItems.from_lists(synonyms)
-    stacked = StackedSpaces.from_spaces(build_spaces(synonyms, space_config))
-    scores = {
-        "label_only": x @ label_only.T,
-        "synonyms_mean": x @ centers.T,
-        "synonyms_max": grouped.reduce(x @ grouped.items.T, "max"),
-    }
-    for metric in ("point_to_point_max", "point_to_center", "point_to_simplex", "point_to_local_center"):
-        scores[f"s3_{metric}"] = score(x, stacked, metric)
-    return {name: (s.argmax(1) == y).float().mean().item() * 100 for name, s in scores.items()}
+    text = TextSide("synthetic", [f"class {c}" for c in range(len(synonyms))], {"clip_single": label_only},
+                    [[f"synonym {k}" for k in range(len(s))] for s in synonyms],
+                    build_spaces(synonyms, space_config), info={})
+    methods = {"label_only": "clip_single", "synonyms_mean": "synonyms_mean", "synonyms_max": "synonyms_max"}
+    methods |= {f"s3_{m}": f"s3_{m}" for m in ("point_to_point_max", "point_to_center", "point_to_simplex",
+                                                "point_to_local_center")}
+    x, y = torch.from_numpy(images), torch.from_numpy(labels)
+    return {name: (score_method(method, x, text).argmax(1) == y).float().mean().item() * 100
+            for name, method in methods.items()}
 
 
 def sweep(base: WorldConfig, space_config: SpaceConfig, parameter: str, values: list[float],
