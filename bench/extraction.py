@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from s3.datasets import ImageList
-from s3.features import extract_image_features
-from s3.models import ModelSpec, load_model
+from s3.data.benchmarks import ImageList
+from s3.encoders.images import extract_image_features
+from s3.encoders.models import ModelSpec, load_model
 
 
 def synchronize(device: torch.device) -> None:

@@ -2,7 +2,7 @@
 
     python bench/scoring.py [--images 50000] [--classes 1000] [--synonyms 10] [--dim 512]
 
-Synthetic unit vectors (s3.synthetic's world: 3 visual modes per class, so spaces have several
+Synthetic unit vectors (s3.analysis.geometry's world: 3 visual modes per class, so spaces have several
 local centers). Times are the best of ``--repeats`` runs after a warm-up. Ratios:
 
 * ``vs floor``: against one matrix product of the images with all stacked local centers, the
@@ -22,9 +22,9 @@ import time
 import numpy as np
 import torch
 
-from s3.scoring import StackedSpaces, score
-from s3.spaces import SpaceConfig, build_spaces
-from s3.synthetic import WorldConfig, make_world
+from s3.analysis.geometry import WorldConfig, make_world
+from s3.core.scoring import StackedSpaces, score
+from s3.core.spaces import SpaceConfig, build_spaces
 
 
 def best_time(fn, repeats: int) -> float:

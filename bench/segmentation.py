@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from s3.methods import score_method
-from s3.models import ModelSpec, load_model
-from s3.segmentation import SlideConfig, normalization, predict, prepare_image, slide_scores, window_features
-from s3.spaces import SpaceConfig, build_spaces
-from s3.text_side import TextSide
+from s3.core.methods import score_method
+from s3.core.spaces import SpaceConfig, build_spaces
+from s3.core.text_side import TextSide
+from s3.encoders.models import ModelSpec, load_model
+from s3.segmentation.slide import SlideConfig, normalization, predict, prepare_image, slide_scores, window_features
 
 
 def synchronize(device: torch.device) -> None:

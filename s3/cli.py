@@ -62,7 +62,7 @@ def _synonyms_wordnet(args: argparse.Namespace) -> int:
 
 
 def _data_verify(args: argparse.Namespace) -> int:
-    from s3.verify import format_reports, verify_all
+    from s3.data.verify import format_reports, verify_all
 
     root = args.root or os.environ.get("S3_DATA_ROOT")
     if not root:
@@ -77,7 +77,7 @@ def _data_verify(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from s3.demo import main as demo_main
+    from s3.pipeline.demo import main as demo_main
 
     return demo_main(["--workspace", args.workspace] if args.workspace else [])
 

@@ -1,4 +1,4 @@
-"""The 15 benchmark loaders and `s3.verify`, on tiny datasets built in the CoOp/Dassl layout.
+"""The 15 benchmark loaders and `s3.data.verify`, on tiny datasets built in the CoOp/Dassl layout.
 
 Class lists have the protocol's sizes (the wnid loaders check them) but only a few classes hold
 images, so every set builds in milliseconds.
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from s3.datasets import BENCHMARKS, DatasetError, load_benchmark
-from s3.verify import VerifyReport, format_reports, verify_all, verify_benchmark
+from s3.data.benchmarks import BENCHMARKS, DatasetError, load_benchmark
+from s3.data.verify import VerifyReport, format_reports, verify_all, verify_benchmark
 
 
 def _image_bytes(fmt: str) -> bytes:

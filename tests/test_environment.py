@@ -1,8 +1,8 @@
 """environment.yml's pip section mirrors pyproject.toml (conda users get the same pins)."""
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]

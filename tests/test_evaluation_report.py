@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
-from s3.evaluation import classification_metrics
-from s3.methods import METHODS, score_method
-from s3.text_side import TextSide
-from s3.report import gain_figure, reference_check, summary_table
-from s3.spaces import SpaceConfig, build_spaces
-from s3.synthetic import WorldConfig, evaluate_world, make_world, sweep
+from s3.analysis.geometry import WorldConfig, evaluate_world, make_world, sweep
+from s3.core.methods import METHODS, score_method
+from s3.core.metrics import classification_metrics
+from s3.core.spaces import SpaceConfig, build_spaces
+from s3.core.text_side import TextSide
+from s3.report.tables import gain_figure, reference_check, summary_table
 
 
 def test_classification_metrics_match_brute_force():

@@ -22,7 +22,12 @@ import pytest
 
 from s3.synonyms.bank import BankError, read_bank
 from s3.synonyms.generate import GeneratorConfig, generate_bank, make_client
-from s3.synonyms.normalize import MAX_REPLY_CHARS, MalformedReply, normalise_synonyms, parse_reply
+from s3.synonyms.normalize import (
+    MAX_REPLY_CHARS,
+    MalformedReply,
+    normalise_synonyms,
+    parse_reply,
+)
 from s3.synonyms.prompt import prompt_sha256, render_prompt
 
 KEY_ENV = "S3_TEST_GENERATE_API_KEY"

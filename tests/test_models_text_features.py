@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from s3 import models
-from s3.datasets import load_benchmark
-from s3.demo_data import write_demo_eurosat
-from s3.features import EmbeddingCache, cached_image_features
-from s3.models import ModelSpec, WeightsUnavailable, load_model
-from s3.text import embed_classnames, embed_names
+from s3.data.benchmarks import load_benchmark
+from s3.data.demo_world import write_demo_eurosat
+from s3.encoders import models
+from s3.encoders.cache import EmbeddingCache
+from s3.encoders.images import cached_image_features
+from s3.encoders.models import ModelSpec, WeightsUnavailable, load_model
+from s3.encoders.text import embed_classnames, embed_names
 
 TINY = ModelSpec(arch="S3-Demo-Tiny", pretrained="none", device="cpu", precision="fp32", seed=0)
 
@@ -81,7 +82,7 @@ def test_feature_cache_is_reused_and_rebuilt_when_corrupt(tiny, demo_images, tmp
     assert first.labels.tolist() == demo_images.labels
 
     # A second method asking for the same features never runs the model.
-    import s3.features as features_module
+    import s3.encoders.images as features_module
 
     monkeypatch.setattr(features_module, "extract_image_features", lambda *a, **k: pytest.fail("re-extracted"))
     again, cached = cached_image_features(tiny, demo_images, cache, num_workers=0)
@@ -106,7 +107,7 @@ def test_cache_key_changes_with_the_file_list(tiny, demo_images, tmp_path):
 
 
 def test_text_embeddings_are_cached_by_model_and_texts(tiny, tmp_path, monkeypatch):
-    from s3.text import encode_texts
+    from s3.encoders.text import encode_texts
 
     cache = EmbeddingCache(tmp_path / "text")
     first = encode_texts(tiny, ["a photo of a cat.", "a photo of a dog."], cache=cache)
@@ -127,7 +128,7 @@ def test_identity_includes_precision_on_gpu_only_and_expands_home(tmp_path, monk
 
 
 def test_a_replaced_image_changes_the_cache_key(tiny, demo_images, tmp_path):
-    from s3.features import cache_key
+    from s3.encoders.images import cache_key
 
     before = cache_key(tiny, demo_images, "test")
     path = demo_images.paths[0]

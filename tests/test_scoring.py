@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from s3.scoring import METRICS, GroupedItems, StackedSpaces, point_to_simplex, score
-from s3.spaces import SpaceConfig, build_space
+from s3.core.scoring import (
+    METRICS,
+    GroupedItems,
+    StackedSpaces,
+    point_to_simplex,
+    score,
+)
+from s3.core.spaces import SpaceConfig, build_space
 
 
 def random_spaces(seed, num_classes=5, d=8, config=SpaceConfig(radius_rule="mst_quantile", mst_quantile=0.6)):
@@ -136,8 +142,8 @@ def test_softmax_does_not_favour_classes_with_more_local_centers():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_every_method_scores_on_the_gpu():
-    from s3.methods import METHODS, score_method
-    from s3.text_side import TextSide
+    from s3.core.methods import METHODS, score_method
+    from s3.core.text_side import TextSide
 
     spaces = random_spaces(0, num_classes=4)
     classifiers = {m: torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)

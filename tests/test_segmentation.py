@@ -6,13 +6,19 @@ import pytest
 import torch
 from PIL import Image
 
-from s3.demo_data import write_demo_voc
-from s3.dense import VARIANTS, dense_features
-from s3.evaluation import confusion_matrix, segmentation_metrics
-from s3.models import ModelSpec, load_model
-from s3.seg_datasets import IGNORE_INDEX, load_seg_benchmark, read_mask
-from s3.segmentation import SlideConfig, predict, slide_scores, window_boxes, window_features
-from s3.verify import verify_benchmark
+from s3.core.metrics import confusion_matrix, segmentation_metrics
+from s3.data.demo_world import write_demo_voc
+from s3.data.verify import verify_benchmark
+from s3.encoders.models import ModelSpec, load_model
+from s3.segmentation.datasets import IGNORE_INDEX, load_seg_benchmark, read_mask
+from s3.segmentation.dense import VARIANTS, dense_features
+from s3.segmentation.slide import (
+    SlideConfig,
+    predict,
+    slide_scores,
+    window_boxes,
+    window_features,
+)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from s3.spaces import (
+from s3.core.spaces import (
     SpaceConfig,
     build_space,
     choose_radius,

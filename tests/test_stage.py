@@ -1,7 +1,6 @@
-"""s3.stage: parameter checking, failure logs, byte-stable outputs (tiny notebooks, real kernels)."""
+"""s3.pipeline.stage: parameter checking, failure logs, byte-stable outputs (tiny notebooks, real kernels)."""
 
 import json
-import re
 from pathlib import Path
 
 import nbformat
@@ -9,7 +8,13 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 
-from s3.stage import StageError, check_parameters, parameters_cell_defaults, run_stage
+from s3.pipeline.deps import stale_stages
+from s3.pipeline.stage import (
+    StageError,
+    check_parameters,
+    parameters_cell_defaults,
+    run_stage,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,43 +80,22 @@ def test_failing_cell_keeps_the_notebook_and_names_it(tmp_path):
     assert not (root / "out.ipynb").exists()
 
 
-def s3_imports(source: str) -> set[str]:
-    return {m.replace(".", "/") for m in re.findall(r"(?:from|import) (s3(?:\.\w+)+)", source)}
-
-
-def module_closure(modules: set[str]) -> set[str]:
-    """Every s3 module reachable through imports, as paths like 's3/spaces'."""
-    seen, todo = set(), list(modules)
-    while todo:
-        module = todo.pop()
-        path = REPO / f"{module}.py"
-        if module in seen or not path.is_file():
-            continue
-        seen.add(module)
-        todo.extend(s3_imports(path.read_text()))
-    return seen
-
-
 def test_dvc_stages_and_notebooks_agree():
     """Each stage's --sections equal its params, the notebook's parameters equal them (+ benchmark),
-    and every s3 module the notebook uses, directly or through other modules, is a dependency."""
+    and its s3 deps are exactly the modules its notebook uses, directly or through other modules."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
         stage = stage.get("do", stage)
-        if "s3.stage" not in stage["cmd"]:
+        if "s3.pipeline.stage" not in stage["cmd"]:
             continue
         cmd = stage["cmd"].split()
         sections = cmd[cmd.index("--sections") + 1].split(",")
         assert sections == stage["params"], name
-        notebook_path = REPO / cmd[cmd.index("s3.stage") + 1]
+        notebook_path = REPO / cmd[cmd.index("s3.pipeline.stage") + 1]
         notebook = nbformat.read(notebook_path, as_version=4)
         expected = set(sections) | ({"benchmark"} if "--set" in cmd else set())
         assert set(parameters_cell_defaults(notebook)) == expected, name
-        deps = set(stage["deps"])
-        used = module_closure(set().union(*(s3_imports(c.source) for c in notebook.cells)) | {"s3/stage"})
-        for module in sorted(used - {"s3/__init__"}):
-            covered = f"{module}.py" in deps or any(module.startswith(d + "/") for d in deps)
-            assert covered, f"{name}: {notebook_path.name} uses {module}.py but dvc.yaml does not list it"
+    assert stale_stages(REPO) == {}, "dvc.yaml deps drifted: run `python -m s3.pipeline.deps --write`"
 
 
 def test_notebook_defaults_are_the_paper_configuration():
@@ -130,7 +114,7 @@ def test_notebooks_are_committed_without_outputs():
 
 
 def test_repository_is_a_dvc_project_with_the_paper_stages():
-    from s3.demo import dvc
+    from s3.pipeline.demo import dvc
 
     listed = dvc(REPO, "stage", "list", "--name-only", capture=True).stdout.split()
     params = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -5,7 +5,15 @@ from pathlib import Path
 import pytest
 
 from s3.cli import main as cli
-from s3.synonyms.bank import BANK_SIZES, BankError, SynonymRecord, check_bank, read_bank, synonyms_for, write_bank
+from s3.synonyms.bank import (
+    BANK_SIZES,
+    BankError,
+    SynonymRecord,
+    check_bank,
+    read_bank,
+    synonyms_for,
+    write_bank,
+)
 from s3.synonyms.normalize import MalformedReply, normalise_synonyms, parse_reply
 from s3.synonyms.prompt import CONTEXTS, render_prompt
 

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from s3.spaces import SynonymSpace
+from s3.core.spaces import SynonymSpace
 
 __all__ = ["barcode_figure", "space_figure", "space_statistics"]
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from s3.scoring import METRICS, score
-from s3.text_side import BASELINE_TEMPLATES, TextSide
+from s3.core.scoring import METRICS, score
+from s3.core.text_side import BASELINE_TEMPLATES, TextSide
 
 __all__ = ["BASELINES", "METHODS", "score_method"]
 

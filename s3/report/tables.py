@@ -9,9 +9,9 @@ from typing import Any, Sequence
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from s3.datasets import BENCHMARKS
-from s3.seg_datasets import SEG_BENCHMARKS
-from s3.reference import CLIP_SINGLE_TEMPLATE_ACC1, REFERENCE_ARCH, REFERENCE_PRETRAINED, TOLERANCE
+from s3.data.benchmarks import BENCHMARKS
+from s3.report.reference import CLIP_SINGLE_TEMPLATE_ACC1, REFERENCE_ARCH, REFERENCE_PRETRAINED, TOLERANCE
+from s3.segmentation.datasets import SEG_BENCHMARKS
 
 __all__ = ["write_result", "read_results", "summary_table", "reference_check", "gain_figure", "table_markdown",
            "read_segmentation_results", "segmentation_table"]

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from s3.methods import score_method
-from s3.spaces import SpaceConfig, build_spaces
-from s3.text_side import TextSide
+from s3.core.methods import score_method
+from s3.core.spaces import SpaceConfig, build_spaces
+from s3.core.text_side import TextSide
 
 __all__ = ["WorldConfig", "make_world", "evaluate_world", "sweep"]
 

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from s3.datasets import _CALTECH_EXCLUDED, _JSON_SPLITS, BENCHMARKS, DatasetError, ImageList, load_benchmark
-from s3.seg_datasets import IGNORE_INDEX, SEG_BENCHMARKS, load_seg_benchmark, read_mask
+from s3.data.benchmarks import _CALTECH_EXCLUDED, _JSON_SPLITS, BENCHMARKS, DatasetError, ImageList, load_benchmark
+from s3.segmentation.datasets import IGNORE_INDEX, SEG_BENCHMARKS, load_seg_benchmark, read_mask
 
 __all__ = ["VerifyReport", "verify_benchmark", "verify_all", "format_reports"]
 

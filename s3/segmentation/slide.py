@@ -1,8 +1,8 @@
 """Training-free open-vocabulary segmentation with any class representation of the harness.
 
 Per image: resize the short side (as the baselines do), cut overlapping windows, take dense
-patch features of every window (``s3.dense``), score every patch with a method (single
-template, ensembles, synonyms, S^3 metrics: ``s3.methods.score_method``), upsample each window's
+patch features of every window (``s3.segmentation.dense``), score every patch with a method (single
+template, ensembles, synonyms, S^3 metrics: ``s3.core.methods.score_method``), upsample each window's
 scores to its pixels, average where windows overlap, upsample to the label size, take the argmax.
 The background is either a class with its own names (``names``), or assigned where the best
 foreground probability is below a threshold (``threshold``), or absent (``none``: 20/59-class
@@ -20,13 +20,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import Normalize
 
-from s3.dense import dense_features
-from s3.evaluation import confusion_matrix
-from s3.methods import score_method
-from s3.models import LoadedModel
+from s3.core.methods import score_method
+from s3.core.metrics import confusion_matrix
+from s3.core.text_side import TextSide
+from s3.encoders.models import LoadedModel
 from s3.progress import progress
-from s3.seg_datasets import IGNORE_INDEX, SegImageList, read_mask
-from s3.text_side import TextSide
+from s3.segmentation.datasets import IGNORE_INDEX, SegImageList, read_mask
+from s3.segmentation.dense import dense_features
 
 __all__ = ["SlideConfig", "normalization", "prepare_image", "window_boxes", "window_features", "slide_scores",
            "predict", "evaluate_segmentation"]
@@ -37,7 +37,7 @@ class SlideConfig:
     """Sliding-window inference settings (the ``segmentation`` section of params.yaml).
 
     Attributes:
-        variant: last-block variant (``s3.dense.VARIANTS``).
+        variant: last-block variant (``s3.segmentation.dense.VARIANTS``).
         short_side: the image is resized so its short side has this many pixels.
         window, stride: square window and step, in pixels of the resized image.
         background: ``names`` (class 0 is background, scored by its names), ``threshold`` or ``none``.

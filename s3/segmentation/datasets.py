@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from s3.datasets import DatasetError
+from s3.data.benchmarks import DatasetError
 
 __all__ = ["SegBenchmark", "SEG_BENCHMARKS", "SegImageList", "load_seg_benchmark", "read_mask", "IGNORE_INDEX",
            "VOC_CLASSES", "CONTEXT_CLASSES"]

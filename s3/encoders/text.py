@@ -10,13 +10,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from s3.features import EmbeddingCache, Features, digest
-from s3.models import LoadedModel
+from s3.core.spaces import SpaceConfig, build_spaces
+from s3.core.text_side import BASELINE_TEMPLATES, TextSide
+from s3.encoders.cache import EmbeddingCache, Features, digest
+from s3.encoders.models import LoadedModel
+from s3.encoders.templates import templates_for
 from s3.progress import progress
-from s3.spaces import SpaceConfig, build_spaces
 from s3.synonyms.bank import bank_digest, read_bank, synonyms_for
-from s3.templates import templates_for
-from s3.text_side import BASELINE_TEMPLATES, TextSide
 
 __all__ = ["encode_texts", "embed_names", "embed_classnames", "distinct_texts", "build_text_side"]
 

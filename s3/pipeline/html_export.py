@@ -1,4 +1,4 @@
-"""Export executed notebooks to standalone HTML for readers: ``python -m s3.html_export SRC DST``."""
+"""Export executed notebooks to standalone HTML for readers: ``python -m s3.pipeline.html_export SRC DST``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,6 @@ def export_html(source: str | Path, destination: str | Path) -> list[Path]:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m s3.html_export NOTEBOOK_DIR HTML_DIR")
+        sys.exit("usage: python -m s3.pipeline.html_export NOTEBOOK_DIR HTML_DIR")
     for path in export_html(sys.argv[1], sys.argv[2]):
         print(path)

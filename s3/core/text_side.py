@@ -1,6 +1,6 @@
 """The text side of one benchmark: baseline classifiers, synonym embeddings and class spaces.
 
-Built once per benchmark by ``s3.text.build_text_side`` (classification: the ``spaces`` stage;
+Built once per benchmark by ``s3.encoders.text.build_text_side`` (classification: the ``spaces`` stage;
 segmentation: the ``segment`` stage) and saved, so every method is scored from the same embeddings.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from s3.scoring import GroupedItems, StackedSpaces
-from s3.spaces import SynonymSpace
+from s3.core.scoring import GroupedItems, StackedSpaces
+from s3.core.spaces import SynonymSpace
 
 __all__ = ["TextSide", "BASELINE_TEMPLATES"]
 

@@ -20,7 +20,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from s3.spaces import SynonymSpace
+from s3.core.spaces import SynonymSpace
 
 Reduction = Literal["max", "mean", "softmax"]
 

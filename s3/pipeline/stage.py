@@ -1,6 +1,6 @@
 """Run one pipeline stage: a parameterised notebook executed by papermill.
 
-    python -m s3.stage notebooks/02_features.ipynb --name features@eurosat \
+    python -m s3.pipeline.stage notebooks/02_features.ipynb --name features@eurosat \
         --sections data,model,features --set benchmark=eurosat \
         --output results/notebooks/02_features-eurosat.ipynb
 
@@ -29,7 +29,7 @@ import nbformat
 import yaml
 
 from s3.atomic import atomic_write
-from s3.provenance import provenance
+from s3.pipeline.provenance import provenance
 
 __all__ = ["StageError", "parameters_cell_defaults", "check_parameters", "run_stage", "main"]
 LOG_DIR = Path("logs")
@@ -81,7 +81,7 @@ def _provenance_cell(record: dict[str, Any]) -> nbformat.NotebookNode:
     table = "\n".join(f"| {k} | `{v}` |" for k, v in rows)
     params = yaml.safe_dump(record["parameters"], sort_keys=True, default_flow_style=False)
     text = (
-        "## Provenance\n\nWritten by `s3.stage` after the run.\n\n| what | value |\n|---|---|\n"
+        "## Provenance\n\nWritten by `s3.pipeline.stage` after the run.\n\n| what | value |\n|---|---|\n"
         f"{table}\n\nParameters:\n\n```yaml\n{params}```\n"
     )
     return nbformat.v4.new_markdown_cell(text, metadata={"tags": ["provenance"]})

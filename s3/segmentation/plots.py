@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from s3.seg_datasets import IGNORE_INDEX
+from s3.segmentation.datasets import IGNORE_INDEX
 
 __all__ = ["examples_figure"]
 

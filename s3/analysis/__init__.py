@@ -1,0 +1,1 @@
+"""Studies of the method beyond the main table: the controlled-geometry world (``geometry``)."""
