@@ -14,8 +14,11 @@ from tqdm.std import tqdm  # text bars everywhere; the widget bars need ipywidge
 
 T = TypeVar("T")
 
+__all__ = ["progress"]
 
-def progress(iterable: Iterable[T], **kwargs) -> Iterable[T]:
+
+def progress(iterable: Iterable[T] | None = None, **kwargs) -> tqdm:
+    """A tqdm bar over ``iterable`` (or a manual one: ``progress(total=n)`` then ``.update(k)``)."""
     disable = os.environ.get("TQDM_DISABLE", "") not in ("", "0")
     # Outside a terminal, update rarely so logs get a few plain lines, not thousands.
     mininterval = 0.1 if sys.stderr.isatty() else 30.0

@@ -11,7 +11,7 @@ from s3.data.demo_world import write_demo_eurosat
 from s3.encoders import models
 from s3.encoders.cache import EmbeddingCache
 from s3.encoders.images import cached_image_features
-from s3.encoders.models import ModelSpec, WeightsUnavailable, load_model
+from s3.encoders.models import ModelError, ModelSpec, WeightsUnavailable, load_model
 from s3.encoders.text import embed_classnames, embed_names
 
 TINY = ModelSpec(arch="S3-Demo-Tiny", pretrained="none", device="cpu", precision="fp32", seed=0)
@@ -57,7 +57,7 @@ def test_unreachable_pretrained_tag_fails_fast_with_instructions(monkeypatch):
 def test_unknown_tag_and_arch_are_clear_errors():
     with pytest.raises(WeightsUnavailable, match="neither an existing file nor one of the tags"):
         load_model(ModelSpec(arch="S3-Demo-Tiny", pretrained="no-such-tag", device="cpu"))
-    with pytest.raises(ValueError, match="not an open_clip architecture"):
+    with pytest.raises(ModelError, match="not an open_clip architecture"):
         load_model(ModelSpec(arch="ViT-Z-99", pretrained="none", device="cpu"))
 
 
@@ -84,7 +84,7 @@ def test_feature_cache_is_reused_and_rebuilt_when_corrupt(tiny, demo_images, tmp
     # A second method asking for the same features never runs the model.
     import s3.encoders.images as features_module
 
-    monkeypatch.setattr(features_module, "extract_image_features", lambda *a, **k: pytest.fail("re-extracted"))
+    monkeypatch.setattr(features_module, "encode_images", lambda *a, **k: pytest.fail("re-extracted"))
     again, cached = cached_image_features(tiny, demo_images, cache, num_workers=0)
     assert cached and torch.equal(again.features, first.features)
     monkeypatch.undo()

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 
-from s3.pipeline.deps import stale_stages
+from s3.pipeline.sync import stale_stages
 from s3.pipeline.stage import (
     StageError,
     check_parameters,
@@ -73,7 +73,7 @@ def test_failing_cell_keeps_the_notebook_and_names_it(tmp_path):
         run_stage("nb.ipynb", "features@demo", ["alpha"], {"name": "a"}, "out.ipynb", root=root)
     message = str(error.value)
     assert "stage features@demo failed" in message
-    assert "cell 2 ('raise ValueError" in message and "ValueError: dataset folder missing" in message
+    assert "cell 2 (line 1: raise ValueError('dataset folder missing'))" in message and "ValueError: dataset folder missing" in message
     assert "logs/features-demo.ipynb" in message
     kept = nbformat.read(root / "logs/features-demo.ipynb", as_version=4)
     assert any(o.get("ename") == "ValueError" for c in kept.cells for o in c.get("outputs", []))
@@ -95,7 +95,7 @@ def test_dvc_stages_and_notebooks_agree():
         notebook = nbformat.read(notebook_path, as_version=4)
         expected = set(sections) | ({"benchmark"} if "--set" in cmd else set())
         assert set(parameters_cell_defaults(notebook)) == expected, name
-    assert stale_stages(REPO) == {}, "dvc.yaml deps drifted: run `python -m s3.pipeline.deps --write`"
+    assert stale_stages(REPO) == {}, "dvc.yaml deps drifted: run `python -m s3.pipeline.sync --write`"
 
 
 def test_notebook_defaults_are_the_paper_configuration():

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from s3.checked import load_checked, save_checked
 from s3.core.scoring import GroupedItems, StackedSpaces
 from s3.core.spaces import SynonymSpace
 
@@ -61,8 +62,9 @@ class TextSide:
         return GroupedItems.from_lists([s.embeddings for s in self.spaces])
 
     def save(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
+        """Write the spaces stage's output (a checked file)."""
+        save_checked(
+            path,
             {
                 "benchmark": self.benchmark,
                 "classnames": self.classnames,
@@ -75,12 +77,12 @@ class TextSide:
                 "death_times": [s.death_times.tolist() for s in self.spaces],
                 "info": self.info,
             },
-            path,
         )
 
     @classmethod
     def load(cls, path: str | Path) -> "TextSide":
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        """Read a saved text side; a truncated or corrupted file is refused with what to run."""
+        raw = load_checked(path, f"run `dvc repro --force spaces@{Path(path).stem}` to rebuild it")
         spaces = [
             SynonymSpace(
                 embeddings=emb.numpy(),

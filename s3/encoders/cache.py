@@ -1,8 +1,8 @@
 """An on-disk cache of embeddings (image features, text embeddings) that detects corrupt files.
 
-Each entry is ``<name>-<key>.pt``: tensors, a checksum of them and a JSON description. Files are
-written atomically (temporary file + rename), so a crash never leaves a half-written entry, and a
-truncated or corrupt file is detected and rebuilt instead of silently used.
+Each entry is ``<name>-<key>.pt``, a checked file (``s3.checked``): tensors, a description and a
+checksum, written atomically. A truncated or corrupt entry is announced and rebuilt instead of
+silently used.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from s3.atomic import atomic_write
+from s3.checked import CorruptFile, load_checked, save_checked
+from s3.notices import notice
 
 __all__ = ["EmbeddingCache", "Features", "digest"]
 
@@ -25,18 +26,14 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _tensor_checksum(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.contiguous().cpu().numpy().tobytes()).hexdigest()
-
-
 @dataclass
 class Features:
-    """Cached features of one image list.
+    """Cached embeddings of one list of inputs.
 
     Attributes:
         features: ``(N, D)`` float32 unit rows.
-        labels: ``(N,)`` int64.
-        meta: what produced them (model identity, benchmark, split, number of files, key).
+        labels: ``(N,)`` int64 (empty for texts).
+        meta: what produced them (model identity, benchmark, split, number of inputs, key).
     """
 
     features: torch.Tensor
@@ -45,40 +42,39 @@ class Features:
 
 
 class EmbeddingCache:
-    """A folder of ``<name>-<key>.pt`` files (image features, text embeddings), each with a checksum
-    of its tensors."""
+    """A folder of ``<name>-<key>.pt`` checked files.
 
-    def __init__(self, root: str | Path) -> None:
+    Args:
+        root: the folder.
+        kind: what it holds, for messages (``feature cache``, ``text cache``).
+    """
+
+    def __init__(self, root: str | Path, kind: str = "embedding cache") -> None:
         self.root = Path(root)
+        self.kind = kind
 
     def path(self, name: str, key: str) -> Path:
         return self.root / f"{name}-{key[:16]}.pt"
 
     def load(self, name: str, key: str) -> Features | None:
-        """The cached entry, or ``None`` when absent, unreadable, or failing its checksum."""
+        """The cached entry, or ``None`` when absent, unreadable, failing its checksum, or stale."""
         path = self.path(name, key)
         if not path.is_file():
             return None
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            ok = (
-                payload["key"] == key
-                and payload["checksum"] == _tensor_checksum(payload["features"]) + _tensor_checksum(payload["labels"])
-            )
-        except Exception:  # noqa: BLE001 - any unreadable file is a cache miss
-            ok = False
-        if not ok:
-            print(f"feature cache: {path.name} is corrupt or stale; rebuilding it")
+            payload = load_checked(path, "it will be rebuilt")
+            if payload["key"] != key:
+                raise CorruptFile(f"{path} holds another key")
+        except (CorruptFile, KeyError):
+            notice(f"{self.kind}: {path} is corrupt or stale; rebuilding it")
             return None
         return Features(payload["features"], payload["labels"], json.loads(payload["meta"]))
 
     def save(self, name: str, key: str, features: Features) -> Path:
-        path = self.path(name, key)
         payload = {
             "key": key,
             "features": features.features.contiguous(),
             "labels": features.labels.contiguous(),
-            "checksum": _tensor_checksum(features.features) + _tensor_checksum(features.labels),
             "meta": json.dumps(features.meta, sort_keys=True),
         }
-        return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+        return save_checked(self.path(name, key), payload)

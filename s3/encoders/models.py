@@ -1,23 +1,37 @@
 """Load an open_clip model: a pretrained tag, a local checkpoint, or seeded random weights.
 
 Real runs name an open_clip architecture and either a pretrained tag (downloaded on a machine
-with internet) or a local checkpoint file. The offline demo uses ``S3-Demo-Tiny``, a small
-architecture shipped in ``s3/model_configs`` whose weights are created from a seed, never
-downloaded. A tag that cannot be fetched fails in seconds with instructions instead of retrying.
+with internet) or a local checkpoint file: an open_clip state dict (``.bin``, ``.pt``, ``.pth``,
+``.safetensors``) or OpenAI's original TorchScript archive. The offline demo uses
+``S3-Demo-Tiny`` (``s3/encoders/model_configs``) with weights trained locally or created from a
+seed. A tag that cannot be fetched fails in seconds with instructions instead of retrying.
+
+The activation always matches the weights. OpenAI's CLIP weights were trained with QuickGELU,
+while open_clip's ``ViT-B-16`` config builds ``nn.GELU`` (open_clip only warns about the
+mismatch, and accuracy drops). ``activation: auto`` takes a tag's own activation from open_clip's
+pretrained config, QuickGELU for a local file (what OpenAI's weights need; set ``gelu`` for a
+checkpoint trained with GELU, e.g. LAION or DataComp) and the architecture's own for random
+weights. An explicit choice that contradicts the tag, the architecture or an OpenAI archive is
+an error.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import open_clip
 import torch
 
-__all__ = ["ModelSpec", "LoadedModel", "load_model", "resolve_device", "WeightsUnavailable"]
+from s3.errors import S3Error
+
+__all__ = ["ModelSpec", "LoadedModel", "load_model", "resolve_device", "WeightsUnavailable", "ModelError",
+           "is_torchscript_archive", "ACTIVATIONS"]
 
 _CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(_CONFIG_DIR)
@@ -26,8 +40,24 @@ open_clip.add_model_config(_CONFIG_DIR)
 _RANDOM = {None, "", "none", "random"}
 
 
-class WeightsUnavailable(RuntimeError):
+ACTIVATIONS = ("auto", "quick_gelu", "gelu")
+
+
+class ModelError(S3Error):
+    """The ``model`` section names an architecture, weights or activation that cannot work together."""
+
+
+class WeightsUnavailable(ModelError):
     """Raised when pretrained weights are neither cached nor downloadable."""
+
+
+def is_torchscript_archive(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (OpenAI's original CLIP downloads are)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -41,6 +71,7 @@ class ModelSpec:
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:i]``.
         precision: ``amp`` (autocast to bfloat16/float16 on CUDA, float32 on CPU) or ``fp32``.
         seed: seeds random weights.
+        activation: ``auto``, ``quick_gelu`` or ``gelu`` (module docstring).
     """
 
     arch: str = "ViT-B-16"
@@ -48,10 +79,47 @@ class ModelSpec:
     device: str = "auto"
     precision: str = "amp"
     seed: int = 0
+    activation: str = "auto"
 
     @property
     def random_weights(self) -> bool:
         return self.pretrained in _RANDOM
+
+    @property
+    def weights_file(self) -> Path | None:
+        """The local checkpoint, when ``pretrained`` names an existing file."""
+        if self.random_weights:
+            return None
+        path = Path(str(self.pretrained)).expanduser()
+        return path if path.is_file() else None
+
+    def resolved_activation(self) -> Literal["quick_gelu", "gelu"]:
+        """The activation the model is built with (module docstring); cheap, loads nothing."""
+        if self.activation not in ACTIVATIONS:
+            raise ModelError(f"model.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        config = open_clip.get_model_config(self.arch)
+        if config is None:
+            raise ModelError(f"model.arch {self.arch!r} is not an open_clip architecture; see open_clip.list_models()")
+        arch_quick = bool(config.get("quick_gelu", False))
+        if self.random_weights:
+            wanted = ("quick_gelu" if arch_quick else "gelu") if self.activation == "auto" else self.activation
+        elif self.weights_file is not None:
+            archive = is_torchscript_archive(self.weights_file)
+            if archive and self.activation == "gelu":
+                raise ModelError(f"model.pretrained {self.pretrained} is an OpenAI TorchScript archive, whose weights "
+                                 "were trained with QuickGELU; set model.activation to auto or quick_gelu")
+            wanted = "quick_gelu" if self.activation == "auto" else self.activation
+        else:
+            tag = open_clip.get_pretrained_cfg(self.arch, str(self.pretrained))
+            tag_activation = "quick_gelu" if tag.get("quick_gelu", False) else "gelu"
+            if self.activation not in ("auto", tag_activation):
+                raise ModelError(f"model.activation is {self.activation!r} but the weights {self.pretrained!r} of "
+                                 f"{self.arch} were trained with {tag_activation}; set model.activation to auto")
+            wanted = tag_activation
+        if arch_quick and wanted == "gelu":
+            raise ModelError(f"model.arch {self.arch} always builds QuickGELU; use the architecture without "
+                             "'-quickgelu' for GELU weights")
+        return wanted
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -64,6 +132,7 @@ class ModelSpec:
         return {
             "arch": self.arch,
             "pretrained": weights if not self.random_weights else f"random(seed={self.seed})",
+            "activation": self.resolved_activation(),
             # Mixed precision changes the embeddings' last bits, so it is part of their identity.
             "precision": self.precision if resolve_device(self.device).type == "cuda" else "fp32",
             "open_clip": open_clip.__version__,
@@ -88,7 +157,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"model.device is {device!r} but no CUDA GPU is visible; use 'auto' or 'cpu'")
+        raise ModelError(f"model.device is {device!r} but no CUDA GPU is visible; use 'auto' or 'cpu'")
     return torch.device(device)
 
 
@@ -114,28 +183,56 @@ def _missing_weights_message(spec: ModelSpec, reason: str) -> str:
 
 
 def _create(spec: ModelSpec, pretrained: str | None):
-    model, _, preprocess = open_clip.create_model_and_transforms(spec.arch, pretrained=pretrained)
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        spec.arch, pretrained=pretrained, force_quick_gelu=spec.resolved_activation() == "quick_gelu")
+    return model, preprocess
+
+
+def _without_random_init_warning(create: Callable):
+    """Call ``create``, silencing open_clip's "no pretrained weights loaded" log line (weights come later,
+    or random weights were asked for)."""
+    previous = logging.root.level
+    logging.root.setLevel(logging.ERROR)
+    try:
+        return create()
+    finally:
+        logging.root.setLevel(previous)
+
+
+def _load_file(spec: ModelSpec, path: Path):
+    """Build the architecture with the resolved activation, then load a local checkpoint into it."""
+    model, preprocess = _without_random_init_warning(lambda: _create(spec, None))
+    try:
+        if is_torchscript_archive(path):
+            # open_clip reads state dicts with weights_only=True, which refuses TorchScript: take the
+            # archive's state dict out (the key names are the ones open_clip's CLIP uses).
+            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+            for key in ("input_resolution", "context_length", "vocab_size"):
+                state.pop(key, None)
+            with tempfile.TemporaryDirectory() as folder:
+                torch.save(state, Path(folder) / "state_dict.pt")
+                open_clip.load_checkpoint(model, str(Path(folder) / "state_dict.pt"))
+        else:
+            open_clip.load_checkpoint(model, str(path))
+    except (RuntimeError, KeyError, ValueError, OSError) as error:
+        raise ModelError(f"model.pretrained {path} does not hold {spec.arch} weights ({str(error).splitlines()[0]}); "
+                         "check model.arch, or the file (open_clip state dict .bin/.pt/.safetensors, or an "
+                         "OpenAI TorchScript .pt)") from None
     return model, preprocess
 
 
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Create the model in eval mode on its device, with its preprocessing and tokenizer."""
     if spec.arch not in open_clip.list_models():
-        raise ValueError(
+        raise ModelError(
             f"model.arch {spec.arch!r} is not an open_clip architecture; see open_clip.list_models()"
         )
     device = resolve_device(spec.device)
     if spec.random_weights:
         torch.manual_seed(spec.seed)
-        # Random weights are what was asked for: silence open_clip's "no pretrained weights" warning.
-        previous = logging.root.level
-        logging.root.setLevel(logging.ERROR)
-        try:
-            model, preprocess = _create(spec, None)
-        finally:
-            logging.root.setLevel(previous)
-    elif Path(str(spec.pretrained)).expanduser().exists():
-        model, preprocess = _create(spec, str(Path(str(spec.pretrained)).expanduser()))
+        model, preprocess = _without_random_init_warning(lambda: _create(spec, None))
+    elif spec.weights_file is not None:
+        model, preprocess = _load_file(spec, spec.weights_file)
     else:
         tags = open_clip.list_pretrained_tags_by_model(spec.arch)
         if spec.pretrained not in tags:

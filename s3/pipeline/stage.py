@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +31,16 @@ import nbformat
 import yaml
 
 from s3.atomic import atomic_write
+from s3.errors import S3Error
+from s3.notices import NOTICES_ENV
+from s3.pipeline.params import SECTIONS, ParamsError, params_problems
 from s3.pipeline.provenance import provenance
 
 __all__ = ["StageError", "parameters_cell_defaults", "check_parameters", "run_stage", "main"]
 LOG_DIR = Path("logs")
 
 
-class StageError(RuntimeError):
+class StageError(S3Error):
     """A stage could not run or failed; the message says where to look."""
 
 
@@ -98,8 +103,22 @@ def _strip_volatile(notebook: nbformat.NotebookNode) -> None:
     notebook.nbformat_minor = 4  # cell ids are optional before 4.5; they are random, so drop them
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _failing_line(cell: nbformat.NotebookNode, traceback: list[str]) -> str:
+    """The line of ``cell`` the traceback points at ("line 7: load_model(...)"), or its first line."""
+    text = _ANSI.sub("", "\n".join(traceback))
+    # IPython frames of a cell read "Cell In[3], line 7"; the last one is the deepest in the cell.
+    numbers = re.findall(r"Cell In\[\d+\], line (\d+)", text)
+    lines = cell.source.splitlines()
+    if numbers and 0 < int(numbers[-1]) <= len(lines):
+        return f"line {numbers[-1]}: {lines[int(numbers[-1]) - 1].strip()[:80]}"
+    return (lines[0].strip()[:80] if lines else "")
+
+
 def _failed_cell(notebook: nbformat.NotebookNode) -> str:
-    """'cell N (...)' with N counted 1-based in the source notebook (papermill's own cells skipped)."""
+    """'cell N, line L (...)' with N counted 1-based in the source notebook (papermill's own cells skipped)."""
     source_cells = [
         c for c in notebook.cells
         if not {"injected-parameters", "papermill-error-cell-tag"} & set(c.get("metadata", {}).get("tags", []))
@@ -107,8 +126,7 @@ def _failed_cell(notebook: nbformat.NotebookNode) -> str:
     for number, cell in enumerate(source_cells, start=1):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
-                first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-                return (f"cell {number} ('{first_line[:60]}'): "
+                return (f"cell {number} ({_failing_line(cell, output.get('traceback', []))}): "
                         f"{output.get('ename')}: {output.get('evalue')}")
     return "an unknown cell"
 
@@ -140,8 +158,13 @@ def run_stage(
             f"stage {name}: {notebook_path} and the stage's parameters disagree: " + "; ".join(problems)
             + f". Fix {params_file} (or the notebook's parameters cell and dvc.yaml) so they match."
         )
+    # Values next, before any expensive work (`s3 check` runs the same checks on the whole file).
+    problems = params_problems(params, [s for s in sections if s in SECTIONS])
+    if problems:
+        raise ParamsError(f"stage {name}: bad values in {root / params_file}: " + "; ".join(problems))
     env_before = dict(os.environ)
-    os.environ.update({"TQDM_DISABLE": "1", "PYTHONHASHSEED": "0", "S3_STAGE": name,
+    notices = Path(tempfile.mkstemp(prefix="s3-notices-", suffix=".txt")[1])
+    os.environ.update({"TQDM_DISABLE": "1", "PYTHONHASHSEED": "0", "S3_STAGE": name, NOTICES_ENV: str(notices),
                        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))})
     log_path = root / LOG_DIR / f"{name.replace('@', '-')}.ipynb"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,11 +177,12 @@ def run_stage(
         partial = nbformat.read(log_path, as_version=4)
         raise StageError(
             f"stage {name} failed in {notebook_path}, {_failed_cell(partial)}\n"
-            f"The executed notebook, with the traceback, is kept at {log_path.relative_to(root)}."
+            f"The executed notebook, with the traceback, is kept at {log_path}."
         ) from error
     finally:
         os.environ.clear()
         os.environ.update(env_before)
+        _echo_notices(name, notices)
     record = provenance(parameters, root)
     executed.metadata["s3_provenance"] = record
     executed.cells.append(_provenance_cell(record))
@@ -166,6 +190,15 @@ def run_stage(
     atomic_write(root / output, lambda tmp: nbformat.write(executed, tmp))
     log_path.unlink(missing_ok=True)
     return root / output
+
+
+def _echo_notices(name: str, path: Path) -> None:
+    """Print what the notebook announced (cache rebuilds, resumed work) on the stage's own output."""
+    try:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            print(f"{name}: {line}", file=sys.stderr)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _parse_extra(pairs: list[str]) -> dict[str, Any]:
@@ -190,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_stage(args.notebook, args.name, [s for s in args.sections.split(",") if s],
                   _parse_extra(args.set), args.output, args.params)
-    except StageError as error:
+    except S3Error as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 1
     return 0

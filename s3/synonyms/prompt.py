@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-__all__ = ["PROMPT_VERSION", "CONTEXTS", "prompt_template", "prompt_sha256", "render_prompt"]
+__all__ = ["PROMPT_VERSION", "CONTEXTS", "available_prompts", "prompt_template", "prompt_sha256", "render_prompt"]
 
 PROMPT_VERSION = "synonyms_v1"
 _PROMPT_DIR = Path(__file__).parent / "prompts"
@@ -28,11 +28,15 @@ CONTEXTS: dict[str, str] = {
 }
 
 
+def available_prompts() -> list[str]:
+    """The prompt versions shipped in ``s3/synonyms/prompts/``."""
+    return sorted(p.stem for p in _PROMPT_DIR.glob("*.txt"))
+
+
 def prompt_template(version: str = PROMPT_VERSION) -> str:
     path = _PROMPT_DIR / f"{version}.txt"
     if not path.is_file():
-        raise FileNotFoundError(f"prompt template {path} not found; known versions: "
-                                f"{sorted(p.stem for p in _PROMPT_DIR.glob('*.txt'))}")
+        raise FileNotFoundError(f"prompt template {path} not found; known versions: {available_prompts()}")
     return path.read_text(encoding="utf-8")
 
 

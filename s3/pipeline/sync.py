@@ -1,11 +1,13 @@
-"""Which ``s3`` files each pipeline stage depends on, derived from its notebook's imports.
+"""Keep what is derived in sync with its source: stage deps and notebook parameter defaults.
 
-A stage must re-run when any module its notebook uses changes, directly or through other
-modules, so its ``deps`` in ``dvc.yaml`` list exactly that closure (plus the data files some
-modules read). Deriving it keeps ``dvc.yaml`` from drifting as the package grows:
+* A stage must re-run when any module its notebook uses changes, directly or through other
+  modules, so its ``deps`` in ``dvc.yaml`` list exactly that closure (plus the data files some
+  modules read).
+* A notebook's ``parameters`` cell holds the paper configuration, so it equals ``params.yaml``
+  (a notebook opened from ``notebooks/`` then runs the paper configuration as it stands).
 
-    python -m s3.pipeline.deps          # check: exit 1 and name the stages whose deps differ
-    python -m s3.pipeline.deps --write  # rewrite the s3 deps of every stage in dvc.yaml
+    python -m s3.pipeline.sync          # check: exit 1 and name what differs
+    python -m s3.pipeline.sync --write  # rewrite dvc.yaml's s3 deps and the parameters cells
 """
 
 from __future__ import annotations
@@ -17,19 +19,23 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["module_closure", "stage_s3_deps", "stale_stages", "write_deps"]
+__all__ = ["module_closure", "stage_s3_deps", "stale_stages", "write_deps", "stale_parameter_cells",
+           "write_parameter_cells"]
 
 _IMPORT = re.compile(r"(?:from|import) (s3(?:\.\w+)+)")
 # Files a module reads at run time (they change its results as much as its code does).
 _DATA = {"s3/encoders/models.py": ["s3/encoders/model_configs"], "s3/synonyms/prompt.py": ["s3/synonyms/prompts"]}
 _RUNNER = "s3/pipeline/stage.py"
+# Modules that only accept or refuse a run and never change an output: a change to them (or to
+# what they import to know the allowed values) re-runs nothing.
+_PREFLIGHT = {"s3/pipeline/params.py"}
 
 
 def _imports(source: str) -> set[str]:
     return {m.replace(".", "/") for m in _IMPORT.findall(source)}
 
 
-def module_closure(sources: list[str], root: Path) -> list[str]:
+def module_closure(sources: list[str], root: Path, skip: set[str] = frozenset()) -> list[str]:
     """Every ``s3`` module file reachable from the import lines of ``sources``.
 
     Returns:
@@ -42,7 +48,7 @@ def module_closure(sources: list[str], root: Path) -> list[str]:
         module = todo.pop()
         for candidate in (f"{module}.py", f"{module}/__init__.py"):
             path = root / candidate
-            if path.is_file() and candidate not in seen:
+            if path.is_file() and candidate not in seen and candidate not in skip:
                 seen.add(candidate)
                 todo.extend(_imports(path.read_text()))
         # `from s3.core import spaces` names a module through its package
@@ -67,8 +73,9 @@ def stage_s3_deps(notebook: str | Path, root: str | Path = ".") -> list[str]:
     """The ``s3`` deps of a stage that runs ``notebook`` through the stage runner."""
     root = Path(root)
     cells = nbformat.read(root / notebook, as_version=4).cells
-    sources = [c.source for c in cells if c.cell_type == "code"] + [(root / _RUNNER).read_text()]
-    files = module_closure(sources, root)
+    notebook_files = module_closure([c.source for c in cells if c.cell_type == "code"], root)
+    runner_files = module_closure([(root / _RUNNER).read_text()], root, skip=_PREFLIGHT)
+    files = sorted(set(notebook_files) | set(runner_files))
     files = sorted(set(files) | {_RUNNER} | {d for f in files for d in _DATA.get(f, [])})
     return files
 
@@ -113,19 +120,61 @@ def write_deps(root: str | Path = ".") -> None:
             yaml.dump(document, handle)
 
 
+def _parameter_source(notebook: nbformat.NotebookNode, params: dict) -> tuple[nbformat.NotebookNode, str]:
+    from s3.pipeline.stage import parameters_cell_defaults
+
+    cell = next(c for c in notebook.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    defaults = parameters_cell_defaults(notebook)
+    lines = [f"{name} = {value!r}" if name not in params else f"{name} = {params[name]!r}" for name, value in defaults.items()]
+    return cell, "\n".join(lines)
+
+
+def stale_parameter_cells(root: str | Path = ".") -> list[str]:
+    """Notebooks whose parameters cell differs from ``params.yaml`` (``benchmark`` and other names
+    that are not sections keep their own default)."""
+    import yaml
+
+    root = Path(root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    stale = []
+    for path in sorted((root / "notebooks").glob("*.ipynb")):
+        cell, wanted = _parameter_source(nbformat.read(path, as_version=4), params)
+        if cell.source != wanted:
+            stale.append(path.name)
+    return stale
+
+
+def write_parameter_cells(root: str | Path = ".") -> None:
+    """Rewrite every notebook's parameters cell from ``params.yaml``."""
+    import yaml
+
+    root = Path(root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for path in sorted((root / "notebooks").glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        cell, wanted = _parameter_source(notebook, params)
+        if cell.source != wanted:
+            cell.source = wanted
+            nbformat.write(notebook, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="rewrite dvc.yaml instead of checking it")
+    parser.add_argument("--write", action="store_true", help="rewrite dvc.yaml and the notebooks instead of checking")
     args = parser.parse_args(argv)
     if args.write:
         write_deps()
+        write_parameter_cells()
         return 0
     stale = stale_stages()
     for name, (missing, extra) in stale.items():
-        print(f"{name}: missing {missing}, not used {extra}")
-    if stale:
-        print("run `python -m s3.pipeline.deps --write` to fix dvc.yaml", file=sys.stderr)
-    return 1 if stale else 0
+        print(f"dvc.yaml {name}: missing {missing}, not used {extra}")
+    cells = stale_parameter_cells()
+    for name in cells:
+        print(f"notebooks/{name}: parameters cell differs from params.yaml")
+    if stale or cells:
+        print("run `python -m s3.pipeline.sync --write` to fix them", file=sys.stderr)
+    return 1 if stale or cells else 0
 
 
 if __name__ == "__main__":
