@@ -1,4 +1,4 @@
-"""environment.yml's pip section mirrors pyproject.toml (conda users get the same pins)."""
+"""environment.yml installs pyproject.toml's pins (conda users get the same packages), and the pins hold."""
 
 from pathlib import Path
 
@@ -8,14 +8,18 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_environment_yml_mirrors_pyproject():
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["test"])
+def test_environment_yml_installs_the_project_itself():
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    assert set(pip) - {"-e ."} == wanted
-    assert "-e ." in pip
-    assert all("==" in requirement for requirement in wanted), "every dependency is pinned exactly"
+    # Nothing but the project: every package and version comes from pyproject.toml.
+    assert pip == ["-e .[test]"]
+    assert not [d for d in env["dependencies"] if isinstance(d, str) and d not in ("pip",) and not d.startswith("python=")]
+
+
+def test_every_dependency_is_pinned_exactly():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["test"])
+    assert all("==" in requirement for requirement in wanted)
 
 
 def test_pins_the_torch_pair_that_imports_here():
