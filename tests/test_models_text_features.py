@@ -87,6 +87,7 @@ def test_feature_cache_is_reused_and_rebuilt_when_corrupt(tiny, demo_images, tmp
     monkeypatch.setattr(features_module, "encode_images", lambda *a, **k: pytest.fail("re-extracted"))
     again, cached = cached_image_features(tiny, demo_images, cache, num_workers=0)
     assert cached and torch.equal(again.features, first.features)
+    assert repr(again.meta) == repr(first.meta)  # a notebook showing the meta cannot tell the two apart
     monkeypatch.undo()
 
     # Truncate the file: detected, rebuilt, identical features.

@@ -151,8 +151,7 @@ def test_a_forced_rerun_of_every_stage_yields_byte_identical_notebooks(workspace
     before = {p.name: p.read_bytes() for p in notebooks}
     result = repro(workspace, "--force")
     assert result.returncode == 0, result.stdout + result.stderr
-    # The first run encoded the features; this one takes them from the cache, and says so outside the notebook.
-    assert "feature cache" not in (workspace / "results/notebooks/02_features-eurosat.ipynb").read_text()
+    # The first run encoded the features, this one takes them from the cache: the notebook cannot tell.
     assert {p.name: p.read_bytes() for p in notebooks} == before
 
 

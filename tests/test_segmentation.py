@@ -132,16 +132,16 @@ def test_voc_and_context_loaders_on_tiny_trees(tmp_path):
 def test_verify_reports_segmentation_problems(tmp_path):
     missing = verify_benchmark(tmp_path, "voc21")
     assert not missing.found and "split file" in missing.problems[0] and "VOC2012" in missing.problems[0]
-    write_demo_voc(tmp_path, num_images=3)
+    write_demo_voc(tmp_path, num_images=3, num_train=0)
     folder = tmp_path / "VOCdevkit/VOC2012"
-    (folder / "SegmentationClass/demo_0001.png").unlink()
-    (folder / "JPEGImages/demo_0002.jpg").write_bytes(b"not a jpeg")
+    (folder / "SegmentationClass/demo_val_0001.png").unlink()
+    (folder / "JPEGImages/demo_val_0002.jpg").write_bytes(b"not a jpeg")
     report = verify_benchmark(tmp_path, "voc21")
     text = "\n".join(report.problems)
     assert "3 validation images, expected 1449" in text
-    assert "1 of 3 validation masks are missing" in text and "demo_0001.png" in text
-    assert "cannot be read" in text and "demo_0002.jpg" in text
-    Image.fromarray(np.full((4, 4), 40, np.uint8)).save(folder / "SegmentationClass/demo_0000.png")
+    assert "1 of 3 validation masks are missing" in text and "demo_val_0001.png" in text
+    assert "cannot be read" in text and "demo_val_0002.jpg" in text
+    Image.fromarray(np.full((4, 4), 40, np.uint8)).save(folder / "SegmentationClass/demo_val_0000.png")
     assert "labels beyond the 21 classes" in "\n".join(verify_benchmark(tmp_path, "voc21").problems)
 
 

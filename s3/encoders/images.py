@@ -184,14 +184,11 @@ def cached_image_features(
         raise UnreadableInputs(failed, "Replace or remove these images (`s3 data verify` lists every bad file) and "
                                        "run again: only the shards holding them are encoded again.")
     rows = plan.assemble()
-    features = Features(rows["features"], rows["labels"], meta={
-        "key": key,
-        "model": loaded.spec.identity,
-        "benchmark": images.benchmark,
-        "split": split,
-        "num_images": len(images),
-        "dim": int(rows["features"].shape[1]),
-    })
+    meta = {"key": key, "model": loaded.spec.identity, "benchmark": images.benchmark, "split": split,
+            "num_images": len(images), "dim": int(rows["features"].shape[1])}
+    # Exactly what a later cache hit returns (JSON, keys sorted at every level), so nothing downstream
+    # (an executed notebook) can tell a fresh extraction from a cached one.
+    features = Features(rows["features"], rows["labels"], meta=json.loads(json.dumps(meta, sort_keys=True)))
     cache.save(name, key, features)
     plan.clear()
     notice(f"{cache.kind}: {name}: encoded {len(images)} images")
