@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,13 @@ def search_disk(seconds: int = 20) -> list[str]:
     return [line for line in result.stdout.splitlines() if line.lower().endswith(_WEIGHT_SUFFIXES)]
 
 
+def _shm_gib() -> float | None:
+    try:
+        return round(shutil.disk_usage("/dev/shm").total / 2**30, 1)
+    except OSError:
+        return None
+
+
 def gpu() -> dict[str, object]:
     try:
         import torch
@@ -100,12 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search", action="store_true", help="also search local disks for CLIP weight files")
     args = parser.parse_args(argv)
     report = {"python": sys.version.split()[0], "executable": sys.executable, "platform": platform.platform(),
-              "cpus": os.cpu_count(), "versions": versions(), "gpu": gpu(), "cached_clip_weights": cached_weights(),
-              "cache_folders_checked": [str(p) for p in cache_folders()]}
+              "cpus": os.cpu_count(), "shm_gib": _shm_gib(), "versions": versions(), "gpu": gpu(),
+              "cached_clip_weights": cached_weights(), "cache_folders_checked": [str(p) for p in cache_folders()]}
     if args.search:
         report["clip_files_on_disk"] = search_disk()
     missing = [name for name, version in report["versions"].items() if version is None]
-    print(f"# Preflight: Python {report['python']} ({report['executable']}), {report['cpus']} CPUs, {report['platform']}")
+    print(f"# Preflight: Python {report['python']} ({report['executable']}), {report['cpus']} CPUs, "
+          f"/dev/shm {report['shm_gib']} GiB (DataLoader workers hand batches over there), {report['platform']}")
     print(f"GPU: {report['gpu']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v is not None))
     print(f"missing modules: {', '.join(missing) or 'none'}")

@@ -20,10 +20,14 @@
 #                --compile only); last, as the step most likely to run long
 # Then bench/gpu_summary.py merges every step's JSON into OUT/results.json and prints the figures.
 set -uo pipefail
+out=${1:-${OUT:-}}
+[ -n "$out" ] && out=$(realpath -m "$out")  # relative to where the command was given
 cd "$(dirname "$0")/.."
-out=${1:-${OUT:-gpu-session}}
+out=${out:-$PWD/gpu-session}
 mkdir -p "$out"
 smoke=${S3_SMOKE:-}
+scale=1  # smoke runs go to a loaded 2-core build machine: 3x the limits
+[ -n "$smoke" ] && scale=3
 [ -n "$smoke" ] && export OMP_NUM_THREADS=1  # toy sizes: one thread (see s3.analysis.throughput.single_thread)
 
 session() {
@@ -41,7 +45,7 @@ session() {
     echo "== environment: $("$py" -V 2>&1) at $(command -v "$py"), $(( $(date +%s) - started )) s"
 
     step() {  # step NAME LIMIT_S COMMAND...: run, time, record the exit status in steps.jsonl
-        local name=$1 limit=$2 start rc timed_out=false
+        local name=$1 limit=$(( $2 * scale )) start rc timed_out=false
         shift 2
         echo; echo "== $name (limit ${limit} s): $*"
         start=$(date +%s%N)

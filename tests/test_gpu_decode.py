@@ -227,3 +227,15 @@ def test_cuda_features_agree_across_decode_paths(demo_images, tmp_path):
     assert gpu.meta["pixels"] == {"decoder": "nvjpeg", "resample": "torchvision-tensor", "autocast": "bfloat16",
                                   "compile": False, "channels_last": True}
     assert (gpu.features * pil.features).sum(dim=1).min() > 0.99  # bfloat16 autocast in both
+
+
+@pytest.mark.slow
+def test_compiled_tower_pads_short_batches_and_matches_eager(tiny):
+    from s3.encoders.images import image_tower
+
+    pixels = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        eager = image_tower(tiny, False, 4)(pixels)
+        compiled = image_tower(tiny, True, 4)(pixels)  # padded to the compiled batch of 4
+    assert compiled.shape == eager.shape == (3, 64)
+    torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=0)

@@ -97,8 +97,8 @@ def pixel_batches(images: ImageList, positions: Sequence[int], preprocess: Calla
 
 
 DECODES = ("auto", "cpu", "gpu")
-# Image features under mixed precision use bfloat16: float16's range is not needed for speed on
-# recent GPUs and bfloat16 cannot overflow. Part of the features' identity (``pixel_pipeline``).
+# Image features under mixed precision use bfloat16: as fast as float16 on Ampere and later GPUs,
+# and it cannot overflow. Part of the features' identity (``pixel_pipeline``).
 _AUTOCAST_DTYPE = torch.bfloat16
 _NVJPEG: dict[str, str | None] = {}  # device -> why nvJPEG is unusable there (None: usable)
 
@@ -169,8 +169,11 @@ def image_tower(loaded: LoadedModel, compile: bool, batch_size: int) -> Callable
 
     def forward_compiled(pixels: torch.Tensor) -> torch.Tensor:
         count = pixels.shape[0]
-        if count < batch_size:
+        if count < batch_size:  # keep the memory layout too: the compiled graph is specialised on strides
+            layout = (torch.channels_last if pixels.is_contiguous(memory_format=torch.channels_last)
+                      and not pixels.is_contiguous() else torch.contiguous_format)
             pixels = torch.cat([pixels, pixels.new_zeros(batch_size - count, *pixels.shape[1:])])
+            pixels = pixels.contiguous(memory_format=layout)
         with autocast():
             return compiled(pixels)[:count]
     return forward_compiled
