@@ -27,12 +27,11 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
 from s3.analysis.synthetic_images import IMAGE_SIZES, sample_sizes, write_jpegs
-from s3.analysis.throughput import model_only_rate, pipeline_rate, single_thread
+from s3.analysis.throughput import add_output_options, model_only_rate, pipeline_rate, run_benchmark
 from s3.encoders.gpu_decode import nvjpeg_problem
 from s3.encoders.images import pixel_pipeline, resolve_decode
 from s3.encoders.models import ModelSpec, load_model
@@ -55,18 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", choices=("yes", "no", "only"), default="yes",
                         help="torch.compile runs (CUDA only): both eager and compiled, none, or compiled alone")
     parser.add_argument("--model-batches", type=int, default=16)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--smoke", action="store_true", help="toy sizes on the CPU with S3-Demo-Tiny (tests)")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        for key, value in SMOKE.items():
-            setattr(args, key, value)
-    with single_thread(args.smoke):
-        return _measure(args)
+    add_output_options(parser)
+    return run_benchmark(parser.parse_args(argv), SMOKE, _measure)
 
 
 def _measure(args: argparse.Namespace) -> int:
-
     loaded = load_model(ModelSpec(arch=args.arch, pretrained="none", device=args.device, precision=args.precision))
     cuda = loaded.device.type == "cuda"
     device = torch.cuda.get_device_name(loaded.device) if cuda else "CPU"

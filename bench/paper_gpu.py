@@ -153,8 +153,6 @@ def measure_all(args: argparse.Namespace, params: dict, work: Path) -> tuple[dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="toy sizes on the CPU with S3-Demo-Tiny (tests)")
-    parser.add_argument("--json", type=Path, help="write measurements and projection here")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--arch", default="ViT-B-16")
     parser.add_argument("--device", default="auto")
@@ -170,12 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--view-images", type=int, default=16)
     parser.add_argument("--views", type=int, default=projection.TEST_TIME_VIEWS)
     parser.add_argument("--start-repeats", type=int, default=2, help="fresh processes timed (0: not measured)")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        for key, value in SMOKE.items():
-            setattr(args, key, value)
-    with measure.single_thread(args.smoke):
-        return _measure(args)
+    measure.add_output_options(parser)
+    return measure.run_benchmark(parser.parse_args(argv), SMOKE, _measure)
 
 
 def _measure(args: argparse.Namespace) -> int:

@@ -27,8 +27,8 @@ from PIL import Image
 
 from s3.analysis.paper_projection import synonym_counts
 from s3.analysis.synthetic_images import IMAGE_SIZES, sample_sizes
-from s3.analysis.throughput import (segmentation_rate, single_thread, synchronize, synthetic_text_side,
-                                    write_seg_images)
+from s3.analysis.throughput import (add_output_options, run_benchmark, segmentation_rate, synchronize,
+                                    synthetic_text_side, write_seg_images)
 from s3.core.spaces import SpaceConfig
 from s3.encoders.models import ModelSpec, load_model
 from s3.segmentation.slide import SlideConfig, normalization, prepare_image, window_features
@@ -50,14 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short-side", type=int, default=seg["short_side"])
     parser.add_argument("--window", type=int, default=seg["window"])
     parser.add_argument("--stride", type=int, default=seg["stride"])
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--smoke", action="store_true", help="toy sizes on the CPU with S3-Demo-Tiny (tests)")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        for key, value in SMOKE.items():
-            setattr(args, key, value)
-    with single_thread(args.smoke):
-        return _measure(args)
+    add_output_options(parser)
+    return run_benchmark(parser.parse_args(argv), SMOKE, _measure)
 
 
 def _measure(args: argparse.Namespace) -> int:

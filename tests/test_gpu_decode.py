@@ -13,9 +13,7 @@ DeprecationWarning on each call; Python hides it outside ``__main__``, pytest sh
 here, see ``s3.encoders.gpu_decode``.
 """
 
-import io
 
-import numpy as np
 import pytest
 import torch
 from open_clip.transform import image_transform
@@ -239,3 +237,20 @@ def test_compiled_tower_pads_short_batches_and_matches_eager(tiny):
         compiled = image_tower(tiny, True, 4)(pixels)  # padded to the compiled batch of 4
     assert compiled.shape == eager.shape == (3, 64)
     torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=0)
+
+
+def test_the_prefetch_thread_keeps_order_and_contract_and_passes_errors_on(images, monkeypatch):
+    positions = list(range(len(images)))
+    direct = collect(gpu_pixel_batches(images, positions, VIT_B16, 3, 0, CPU))
+    threaded = collect(gpu_pixel_batches(images, positions, VIT_B16, 3, 0, CPU, prefetch=2))
+    assert threaded[0] == direct[0] and threaded[2] == direct[2] and torch.equal(threaded[1], direct[1])
+
+    first = next(gpu_pixel_batches(images, positions, VIT_B16, 2, 0, CPU, prefetch=1))  # closed early: no hang
+    assert first.indices.tolist() == [0, 1]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(gpu_decode, "_to_pixels", broken)
+    with pytest.raises(RuntimeError, match="device lost"):
+        list(gpu_pixel_batches(images, positions, VIT_B16, 3, 0, CPU, prefetch=2))

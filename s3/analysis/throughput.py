@@ -19,6 +19,7 @@ disturbed by other work on the machine.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -46,7 +47,7 @@ from s3.notices import NOTICES_ENV
 from s3.segmentation.datasets import SegImageList
 from s3.segmentation.slide import SlideConfig, evaluate_segmentation
 
-__all__ = ["quiet", "single_thread", "synchronize", "best_seconds", "input_side", "model_only_rate", "pipeline_seconds",
+__all__ = ["quiet", "single_thread", "add_output_options", "run_benchmark", "synchronize", "best_seconds", "input_side", "model_only_rate", "pipeline_seconds",
            "pipeline_rate", "text_rate", "synthetic_synonyms", "synthetic_text_side",
            "scoring_seconds", "write_seg_images", "segmentation_rate", "proxy_views", "views_rate",
            "stage_start_seconds", "kernel_start_seconds"]
@@ -78,6 +79,21 @@ def single_thread(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """``--json PATH`` and ``--smoke`` (toy sizes on the CPU with S3-Demo-Tiny), shared by the bench scripts."""
+    parser.add_argument("--json", type=Path, help="also write the measurements here")
+    parser.add_argument("--smoke", action="store_true", help="toy sizes on the CPU with S3-Demo-Tiny (tests)")
+
+
+def run_benchmark(args: argparse.Namespace, smoke: dict[str, Any], run: Callable[[argparse.Namespace], int]) -> int:
+    """``run(args)``; with ``--smoke`` the ``smoke`` settings replace the arguments and one CPU thread is used."""
+    if args.smoke:
+        for key, value in smoke.items():
+            setattr(args, key, value)
+    with single_thread(args.smoke):
+        return run(args)
 
 
 def synchronize(device: torch.device) -> None:

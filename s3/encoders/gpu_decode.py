@@ -33,6 +33,7 @@ from __future__ import annotations
 import io
 import queue
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Sequence
 
@@ -220,30 +221,40 @@ def nvjpeg_problem(device: torch.device) -> str | None:
 
 
 def _threaded(batches: Iterator[_Encoded], produce: Callable, device: torch.device, depth: int) -> Iterator:
-    """Run ``produce`` on the batches in a background thread on a side CUDA stream, ``depth`` ahead."""
-    side = torch.cuda.Stream(device)
+    """Run ``produce`` on the batches in a background thread, ``depth`` batches ahead of the consumer;
+    on CUDA on a side stream whose event the consumer's stream waits for."""
+    cuda = device.type == "cuda"
+    side = torch.cuda.Stream(device) if cuda else None
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
 
+    def offer(item: tuple) -> bool:
+        """Queue ``item`` unless the consumer has gone away; whether it was queued."""
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work() -> None:
         try:
-            with torch.cuda.device(device), torch.cuda.stream(side):
+            with ExitStack() as context:
+                if cuda:
+                    context.enter_context(torch.cuda.device(device))
+                    context.enter_context(torch.cuda.stream(side))
                 for encoded in batches:
                     batch = produce(encoded)
-                    event = torch.cuda.Event()
-                    event.record(side)
-                    while not stop.is_set():
-                        try:
-                            ready.put((batch, event), timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    event = torch.cuda.Event() if cuda else None
+                    if event is not None:
+                        event.record(side)
+                    if not offer((batch, event)):
                         return
-            ready.put((done, None))
-        except BaseException as error:  # handed to the consumer, which re-raises it
-            ready.put((error, None))
+            offer((done, None))
+        except BaseException as error:  # noqa: BLE001  (handed to the consumer, which re-raises it)
+            offer((error, None))
 
     thread = threading.Thread(target=work, name="s3-gpu-decode", daemon=True)
     thread.start()
@@ -254,10 +265,11 @@ def _threaded(batches: Iterator[_Encoded], produce: Callable, device: torch.devi
                 return
             if isinstance(batch, BaseException):
                 raise batch
-            stream = torch.cuda.current_stream(device)
-            stream.wait_event(event)
-            if batch.pixels.is_cuda:
-                batch.pixels.record_stream(stream)  # allocated on the side stream, used and freed on this one
+            if event is not None:
+                stream = torch.cuda.current_stream(device)
+                stream.wait_event(event)
+                if batch.pixels.is_cuda:
+                    batch.pixels.record_stream(stream)  # allocated on the side stream, used and freed on this one
             yield batch
     finally:
         stop.set()
@@ -266,14 +278,15 @@ def _threaded(batches: Iterator[_Encoded], produce: Callable, device: torch.devi
 
 def gpu_pixel_batches(images: ImageList, positions: Sequence[int], preprocess: Callable, batch_size: int,
                       num_workers: int, device: torch.device, channels_last: bool | None = None,
-                      prefetch: int = 2) -> Iterator:
+                      prefetch: int | None = None) -> Iterator:
     """``PixelBatch``es of the images at ``positions``, in order, decoded and preprocessed on ``device``.
 
     Args:
         preprocess: the model's open_clip preprocessing (``loaded.preprocess``), mirrored on tensors.
         num_workers: DataLoader workers reading the files (and decoding the non-JPEGs).
         channels_last: pixels in channels-last memory order (default: on CUDA).
-        prefetch: batches decoded ahead of the consumer (CUDA only).
+        prefetch: batches decoded ahead in a background thread (default: 2 on CUDA, 0 on the CPU,
+            where decoding and the model share the same cores).
 
     Yields:
         ``PixelBatch`` with ``pixels`` ``(B, 3, h, w)`` float32 on ``device``.
@@ -282,10 +295,11 @@ def gpu_pixel_batches(images: ImageList, positions: Sequence[int], preprocess: C
     transform = TensorPreprocess(preprocess)
     cuda = device.type == "cuda"
     channels_last = cuda if channels_last is None else channels_last
+    prefetch = (2 if cuda else 0) if prefetch is None else prefetch
     loader = DataLoader(_FileBytes(images, positions), batch_size=batch_size, num_workers=num_workers,
                         collate_fn=_collate, pin_memory=cuda, persistent_workers=False)
     produce = lambda encoded: _to_pixels(encoded, images, transform, device, channels_last)  # noqa: E731
-    if not cuda:
+    if not prefetch:
         for encoded in loader:
             yield produce(encoded)
         return
