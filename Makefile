@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed ## create .venv with the pinned packages (about 2 minutes)
 
 demo: install ## run the whole pipeline on the embedded offline demo (runs/demo, about 1 minute)
-	$(PY) -m s3.pipeline.demo
+	$(PY) -m s3.demo
 
 test: install ## run the test suite (CPU, offline, a few minutes)
 	$(PY) -m pytest

@@ -103,7 +103,7 @@ def measure_all(args: argparse.Namespace, params: dict, work: Path) -> tuple[dic
     methods = params["evaluate"]["methods"]
     for benchmark in args.benchmarks:
         info = BENCHMARKS[benchmark]
-        counts = projection.synonym_counts(bank / f"{info.bank}.jsonl", info.num_classes)
+        counts = projection.synonym_counts(bank / f"{info.bank}.jsonl", info.num_classes, benchmark)
         text, measured["spaces_build_s"][benchmark] = measure.synthetic_text_side(counts, dim, config)
         n = min(info.num_test, args.scoring_images or info.num_test)
         scored = measure.scoring_seconds(text, n, methods, device, dim, {"s3_point_to_simplex": args.simplex_images},

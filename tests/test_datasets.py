@@ -1,7 +1,7 @@
 """The 15 benchmark loaders and `s3.data.verify`, on tiny datasets built in the CoOp/Dassl layout.
 
-Class lists have the protocol's sizes (the wnid loaders check them) but only a few classes hold
-images, so every set builds in milliseconds.
+Class lists have the protocol's sizes (the wnid loaders check them); wnid folders hold one tiny image
+each (a few hold two), JSON-split sets only a few test images, so every set builds in a second.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from s3.data.benchmarks import BENCHMARKS, DatasetError, load_benchmark
+from s3.data.benchmarks import _SUBSETS, BENCHMARKS, DatasetError, load_benchmark
 from s3.data.verify import VerifyReport, format_reports, verify_all, verify_benchmark
 
 
@@ -50,16 +50,17 @@ def write_classnames(folder: Path, name=imagenet_name) -> None:
 
 
 def build_wnid_set(base: Path, indices: list[int], with_images: int = 3) -> None:
-    """One folder per ImageNet index in ``indices``; the first ``with_images`` get a .jpg and a .png."""
+    """One folder per ImageNet index in ``indices``, each with a .jpg; the first ``with_images`` also get a .png."""
     for k, i in enumerate(indices):
-        (base / WNIDS[i]).mkdir(parents=True, exist_ok=True)
+        write_image(base / WNIDS[i] / "a.jpg")
         if k < with_images:
-            write_image(base / WNIDS[i] / "a.jpg")
             write_image(base / WNIDS[i] / "b.png")
 
 
-A_INDICES = [5 * i for i in range(200)]  # ImageNet-A: every fifth ImageNet class
-R_INDICES = [5 * i + 3 for i in range(200)]
+# The protocol's 200 classes of ImageNet-A and -R, as the package ships them (checked against the
+# protocol's first entries in test_imagenet_a_r_class_sets_are_the_protocols).
+A_INDICES = _SUBSETS["imagenet_a"]
+R_INDICES = _SUBSETS["imagenet_r"]
 
 
 def build_imagenet(root: Path) -> None:
@@ -94,7 +95,7 @@ def build_imagenet_v2(root: Path) -> None:
     write_classnames(folder, name=lambda i: f"v2_thing_{i}")  # its own list wins over imagenet/'s
     base = folder / "imagenetv2-matched-frequency-format-val"
     for i in range(1000):
-        (base / str(i)).mkdir(parents=True)
+        write_image(base / str(i) / "a.jpeg")
     for i in V2_IMAGES:
         write_image(base / str(i) / f"img{i}.jpeg")
 
@@ -202,7 +203,8 @@ assert set(BUILDERS) == set(BENCHMARKS)
 
 # Test-image counts of the tiny sets.
 TINY_TEST = {b: len(TEST_LABELS) for b in JSON_CLASSES} | {
-    "imagenet": 6, "imagenet_sketch": 4, "imagenet_a": 6, "imagenet_r": 6, "imagenet_v2": 4, "fgvc_aircraft": 4,
+    "imagenet": 1003, "imagenet_sketch": 1002, "imagenet_a": 203, "imagenet_r": 203, "imagenet_v2": 1004,
+    "fgvc_aircraft": 4,
 }
 
 
@@ -315,14 +317,14 @@ def test_imagenet_labels_follow_sorted_wnids(data_root):
     assert images.classnames[:3] == ["thing 0", "thing 1", "thing 2"]
     assert images.classnames[-1] == "thing 999"
     assert images.bank_indices == list(range(1000))
-    assert images.labels == [0, 0, 1, 1, 2, 2]
-    assert [p.parent.name for p in images.paths] == [WNIDS[0]] * 2 + [WNIDS[1]] * 2 + [WNIDS[2]] * 2
+    assert images.labels[:7] == [0, 0, 1, 1, 2, 2, 3]
+    assert [p.parent.name for p in images.paths[:6]] == [WNIDS[0]] * 2 + [WNIDS[1]] * 2 + [WNIDS[2]] * 2
 
 
 def test_sketch_falls_back_to_imagenet_classnames(data_root):
     images = load_benchmark("imagenet_sketch", data_root)
     assert images.classnames[7] == "thing 7"
-    assert images.labels == [0, 0, 1, 1]
+    assert images.labels[:5] == [0, 0, 1, 1, 2]
 
 
 @pytest.mark.parametrize("benchmark, indices", [("imagenet_a", A_INDICES), ("imagenet_r", R_INDICES)])
@@ -331,13 +333,21 @@ def test_imagenet_a_r_subsets_map_to_imagenet_labels(data_root, benchmark, indic
     assert len(images.classnames) == 200
     assert images.bank_indices == indices
     assert images.classnames[:2] == [f"thing {indices[0]}", f"thing {indices[1]}"]
-    assert images.labels == [0, 0, 1, 1, 2, 2]
+    assert images.labels[:7] == [0, 0, 1, 1, 2, 2, 3]
+
+
+def test_imagenet_a_r_class_sets_are_the_protocols():
+    # First entries as the TPT protocol lists them (ImageNet label indices).
+    assert A_INDICES[:5] == [6, 11, 13, 15, 17] and R_INDICES[:5] == [1, 2, 4, 6, 8]
+    for indices in (A_INDICES, R_INDICES):
+        assert len(indices) == 200 and indices == sorted(set(indices)) and 0 <= indices[0] and indices[-1] < 1000
 
 
 def test_imagenet_v2_folders_sort_numerically_and_prefer_own_classnames(data_root):
     images = load_benchmark("imagenet_v2", data_root)
-    assert images.labels == [2, 9, 10, 100]  # "10" after "9", not after "1"
-    assert [p.parent.name for p in images.paths] == ["2", "9", "10", "100"]
+    assert images.labels[:6] == [0, 1, 2, 2, 3, 4]
+    doubled = [(y, p.name) for y, p in zip(images.labels, images.paths) if p.name != "a.jpeg"]
+    assert doubled == [(2, "img2.jpeg"), (9, "img9.jpeg"), (10, "img10.jpeg"), (100, "img100.jpeg")]  # numeric order
     assert images.classnames[10] == "v2 thing 10"
     assert images.bank_indices == list(range(1000))
 
@@ -345,8 +355,28 @@ def test_imagenet_v2_folders_sort_numerically_and_prefer_own_classnames(data_roo
 def test_wnid_set_with_a_non_wnid_folder_is_a_dataset_error(tmp_path):
     built(tmp_path, "imagenet_a")
     (tmp_path / "imagenet-adversarial" / "imagenet-a" / "extra").mkdir()
-    with pytest.raises(DatasetError, match="not ImageNet wnids"):
+    with pytest.raises(DatasetError, match=r"1 folders that are not ImageNet-A classes \(extra\): remove them"):
         load_benchmark("imagenet_a", tmp_path)
+
+
+def test_a_201st_class_folder_is_named(tmp_path):
+    built(tmp_path, "imagenet_r")
+    outside = next(i for i in range(1000) if i not in R_INDICES)
+    write_image(tmp_path / "imagenet-rendition" / "imagenet-r" / WNIDS[outside] / "x.jpg")
+    with pytest.raises(DatasetError, match=f"not ImageNet-R classes \\({WNIDS[outside]}\\)"):
+        load_benchmark("imagenet_r", tmp_path)
+
+
+@pytest.mark.parametrize("benchmark, base", [("imagenet", "imagenet/images/val"), ("imagenet_a", "imagenet-adversarial/imagenet-a")])
+def test_an_empty_class_folder_is_named(tmp_path, benchmark, base):
+    built(tmp_path, benchmark)
+    folder = tmp_path / base / WNIDS[A_INDICES[7] if benchmark == "imagenet_a" else 7]
+    for image in folder.iterdir():
+        image.unlink()
+    with pytest.raises(DatasetError, match=f"1 class folders hold no images \\({folder.name}\\)"):
+        load_benchmark(benchmark, tmp_path)
+    report = verify_benchmark(tmp_path, benchmark, check_images=False)
+    assert any(folder.name in p and "hold no images" in p for p in report.problems), report.problems
 
 
 def test_unknown_benchmark_is_a_dataset_error(tmp_path):
@@ -402,18 +432,18 @@ def test_verify_wrong_class_count_in_wnid_folders(tmp_path):
     report = verify_benchmark(tmp_path, "imagenet_r")
     assert report.found and report.classes is None
     [problem] = report.problems
-    assert "found 199 class folders, expected 200" in problem and "imagenet-r.tar" in problem
+    assert f"1 class folders are missing ({WNIDS[R_INDICES[-1]]})" in problem and "imagenet-r.tar" in problem
 
 
 def test_verify_imagenet_v2_missing_and_stray_folders(tmp_path):
     built(tmp_path, "imagenet_v2")
     base = tmp_path / "imagenetv2" / "imagenetv2-matched-frequency-format-val"
-    (base / "999").rmdir()
+    shutil.rmtree(base / "999")
     [problem] = verify_benchmark(tmp_path, "imagenet_v2").problems
-    assert "found 999 class folders, expected 1000" in problem
+    assert "1 class folders are missing (999)" in problem
     (base / "extra").mkdir()
     [problem] = verify_benchmark(tmp_path, "imagenet_v2").problems
-    assert "'extra'" in problem and "remove them" in problem
+    assert "not ImageNet-V2 classes (extra): remove them" in problem
 
 
 def test_verify_unreadable_image(tmp_path):

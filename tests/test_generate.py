@@ -20,8 +20,9 @@ from typing import Callable
 
 import pytest
 
-from s3.synonyms.bank import BankError, read_bank
-from s3.synonyms.generate import GeneratorConfig, generate_bank, make_client
+from s3.errors import S3Error
+from s3.synonyms.bank import BankError, read_bank, repair_bank
+from s3.synonyms.generate import GenerationStopped, GeneratorConfig, bank_lock, generate_bank, make_client
 from s3.synonyms.normalize import (
     MAX_REPLY_CHARS,
     MalformedReply,
@@ -169,9 +170,9 @@ def server():
         yield fake
 
 
-def config_for(server: FakeLLM, **overrides) -> GeneratorConfig:
+def config_for_url(url: str, **overrides) -> GeneratorConfig:
     base = GeneratorConfig(
-        base_url=server.url,
+        base_url=url,
         model="scripted-model-7b",
         api_key_env=KEY_ENV,
         temperature=0.3,
@@ -185,6 +186,10 @@ def config_for(server: FakeLLM, **overrides) -> GeneratorConfig:
         timeout_s=2.0,
     )
     return replace(base, **overrides)
+
+
+def config_for(server: FakeLLM, **overrides) -> GeneratorConfig:
+    return config_for_url(server.url, **overrides)
 
 
 class SleepLog(list):
@@ -588,18 +593,23 @@ def test_api_key_never_reaches_any_output(server, tmp_path, capsys, caplog):
         else ok_list(GOOD[seen.classname])
     )
     out = tmp_path / "oxford_pets.jsonl"
-    report = generate_bank(DATASET, PETS, out, config_for(server), sleep=SleepLog())  # key via the environment
+    with pytest.raises(GenerationStopped) as stopped:  # the 401 at Bombay stops the run
+        generate_bank(DATASET, PETS, out, config_for(server), sleep=SleepLog())  # key via the environment
+    print(str(stopped.value))
+    logging.getLogger("s3").info("stopped: %s", stopped.value)
+    report = generate_bank(DATASET, PETS[:3], out, config_for(server), sleep=SleepLog())  # resume the others
     print(report.to_json())
-    logging.getLogger("s3").info("report: %s", report)
 
-    assert {f["classname"] for f in report.failures} == {"Birman", "Bombay"}
-    assert report.generated == 3
+    assert "HTTP 401" in str(stopped.value) and "api_key_env" in str(stopped.value)
+    assert {f["classname"] for f in report.failures} == {"Birman"}
+    assert [r.classname for r in read_bank(out)] == ["Abyssinian", "Bengal"]
     # The test is meaningful: the key did travel, in the Authorization header only.
     assert server.seen and all(s.headers.get("authorization") == f"Bearer {KEY}" for s in server.seen)
     captured = capsys.readouterr()
     outputs = {
         "bank file": out.read_text(encoding="utf-8"),
         "report JSON": report.to_json(),
+        "stop message": str(stopped.value),
         "report repr": repr(report),
         "stdout": captured.out,
         "stderr": captured.err,
@@ -622,8 +632,68 @@ def test_missing_api_key_is_a_clear_error(server, tmp_path, monkeypatch, value):
     else:
         monkeypatch.setenv(KEY_ENV, value)
     config = config_for(server)
-    with pytest.raises(RuntimeError, match=KEY_ENV):
+    with pytest.raises(S3Error, match=KEY_ENV):
         make_client(config)
-    with pytest.raises(RuntimeError, match=re.escape(KEY_ENV) + ".*not set"):
+    with pytest.raises(S3Error, match=re.escape(KEY_ENV) + ".*not set"):
         generate_bank(DATASET, PETS, tmp_path / "b.jsonl", config, sleep=SleepLog())
     assert server.seen == []
+
+
+# --------------------------------------------------------------------------- 11. runs that cannot succeed
+
+
+def test_a_dead_endpoint_stops_after_the_first_class(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = replace(config_for_url(f"http://127.0.0.1:{port}/v1"), max_attempts=3, backoff_s=0.01)
+    sleeps = SleepLog()
+    out = tmp_path / "oxford_pets.jsonl"
+    with pytest.raises(GenerationStopped, match="cannot connect to .* after 3 attempts") as stopped:
+        generate_bank(DATASET, PETS, out, config, sleep=sleeps)
+    assert "Abyssinian" in str(stopped.value)
+    assert sleeps == [0.01, 0.02]  # one class's retries, not five classes' worth
+    assert not out.exists() or read_bank(out) == []
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_key_url_and_model_errors_stop_at_once(server, tmp_path, status):
+    server.responder = lambda seen: error(status)
+    with pytest.raises(GenerationStopped, match=f"HTTP {status}"):
+        generate_bank(DATASET, PETS, tmp_path / "b.jsonl", config_for(server), sleep=SleepLog())
+    assert len(server.seen) == 1  # no retry, no other class
+
+
+def test_an_invalid_reply_at_temperature_zero_is_not_asked_again(server, tmp_path):
+    server.responder = lambda seen: ok("[]") if seen.classname == "Bengal" else ok_list(GOOD[seen.classname])
+    report = generate_bank(DATASET, PETS[:3], tmp_path / "b.jsonl", config_for(server, temperature=0.0, max_attempts=5),
+                           sleep=SleepLog())
+    assert [f["classname"] for f in report.failures] == ["Bengal"]
+    assert server.requests_per_class()["Bengal"] == 1  # the same prompt at temperature 0 gets the same reply
+    # A garbled body can change: it is still retried.
+    server.responder = lambda seen: Reply(200, raw=b"not json", content_type="text/plain")
+    again = generate_bank(DATASET, [(4, "Ragdoll")], tmp_path / "c.jsonl", config_for(server, temperature=0.0),
+                          sleep=SleepLog())
+    assert again.failures and server.requests_per_class()["Ragdoll"] == 3
+
+
+def test_two_runs_cannot_write_the_same_bank(server, tmp_path):
+    out = tmp_path / "oxford_pets.jsonl"
+    with bank_lock(out):  # another run holds the file
+        with pytest.raises(BankError, match=r"is being written by pid \d+ on .* since"):
+            generate_bank(DATASET, PETS, out, config_for(server), sleep=SleepLog())
+    assert server.seen == []
+    assert generate_bank(DATASET, PETS[:1], out, config_for(server), sleep=SleepLog()).generated == 1  # free again
+    assert not out.with_name(out.name + ".lock").exists()
+
+
+def test_a_bank_with_duplicate_records_names_the_repair_and_the_repair_works(tmp_path):
+    out = tmp_path / "oxford_pets.jsonl"
+    out.write_text(record_line(0, "Abyssinian") + record_line(1, "Bengal") + record_line(0, "Abyssinian")
+                   + "\n" + record_line(1, "Bengal"), encoding="utf-8")
+    with pytest.raises(BankError, match=f"s3 synonyms repair {re.escape(str(out))}"):
+        read_bank(out)
+    assert repair_bank(out) == (2, 2)
+    assert [r.index for r in read_bank(out)] == [0, 1]

@@ -21,7 +21,7 @@ from PIL import Image
 
 from s3.analysis.synthetic_images import photo_like
 from s3.data.benchmarks import ImageList, load_benchmark
-from s3.data.demo_world import write_demo_eurosat
+from s3.demo.world import write_demo_eurosat
 from s3.encoders import gpu_decode
 from s3.encoders.cache import EmbeddingCache
 from s3.encoders.gpu_decode import DecodeError, TensorPreprocess, gpu_pixel_batches, is_jpeg

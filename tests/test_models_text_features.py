@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from s3.data.benchmarks import load_benchmark
-from s3.data.demo_world import write_demo_eurosat
+from s3.demo.world import write_demo_eurosat
 from s3.encoders import models
 from s3.encoders.cache import EmbeddingCache
 from s3.encoders.images import cached_image_features
@@ -46,8 +46,8 @@ def test_local_checkpoint_file_loads_the_same_weights(tiny, tmp_path):
 
 
 def test_unreachable_pretrained_tag_fails_fast_with_instructions(monkeypatch):
-    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
-    monkeypatch.setattr(models, "_cached_hub_file", lambda spec: None)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(models, "cached_hub_file", lambda spec: None)
     start = time.perf_counter()
     with pytest.raises(WeightsUnavailable, match=r"pretrained: /path/to/checkpoint"):
         load_model(ModelSpec(arch="ViT-B-16", pretrained="openai", device="cpu"))

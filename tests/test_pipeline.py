@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from s3.pipeline.demo import dvc, prepare_workspace
+from s3.demo.workspace import dvc, prepare_workspace
 
 pytestmark = pytest.mark.slow
 

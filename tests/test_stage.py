@@ -114,7 +114,7 @@ def test_notebooks_are_committed_without_outputs():
 
 
 def test_repository_is_a_dvc_project_with_the_paper_stages():
-    from s3.pipeline.demo import dvc
+    from s3.demo.workspace import dvc
 
     listed = dvc(REPO, "stage", "list", "--name-only", capture=True).stdout.split()
     params = yaml.safe_load((REPO / "params.yaml").read_text())

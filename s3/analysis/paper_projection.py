@@ -38,6 +38,7 @@ GOALS_S = {"paper": 600.0, "paper + test-time": 2700.0}  # issue 13: 10 and 45 m
 # The text cache is keyed by the exact texts: these benchmarks have ImageNet's 1000 class names and
 # templates, so their text side is a cache hit once ImageNet's is built.
 SHARES_TEXT_WITH = {"imagenet_v2": "imagenet", "imagenet_sketch": "imagenet"}
+_SUBSETS = Path(__file__).parents[1] / "data" / "imagenet_subsets.json"  # ImageNet-A/-R's 200 classes
 
 
 @dataclass(frozen=True)
@@ -93,16 +94,17 @@ def dvc_stage_names(dvc: dict[str, Any], params: dict[str, Any]) -> list[str]:
     return names
 
 
-def synonym_counts(bank: str | Path, classes: int) -> list[int]:
-    """Synonyms per class of the first ``classes`` records of a bank file (the label included)."""
-    records = [json.loads(line) for line in Path(bank).read_text().splitlines() if line.strip()]
-    records.sort(key=lambda r: r["index"])
+def synonym_counts(bank: str | Path, classes: int, benchmark: str | None = None) -> list[int]:
+    """Synonyms per class (the label included) of a benchmark's records in a bank file: the first
+    ``classes`` records, or for ImageNet-A/-R the protocol's 200 ImageNet classes."""
+    records = sorted((json.loads(line) for line in Path(bank).read_text().splitlines() if line.strip()),
+                     key=lambda r: r["index"])
     counts = [len(r["synonyms"]) for r in records]
-    if classes > len(counts):
-        raise ValueError(f"{bank} has {len(counts)} classes, fewer than {classes}")
-    # The ImageNet-A/-R subsets take 200 of ImageNet's records; evenly spaced ones stand in for them.
-    step = len(counts) / classes
-    return [counts[int(i * step)] for i in range(classes)]
+    subsets = {k: v for k, v in json.loads(_SUBSETS.read_text()).items() if not k.startswith("_")}
+    indices = subsets.get(benchmark or "", range(classes))
+    if len(indices) != classes or max(indices) >= len(counts):
+        raise ValueError(f"{bank} has {len(counts)} classes; {benchmark or 'the benchmark'} needs {classes}")
+    return [counts[i] for i in indices]
 
 
 def text_count(benchmark: str, counts: Sequence[int], templates: str) -> int:
@@ -137,7 +139,7 @@ def paper_stages(params: dict[str, Any], dvc: dict[str, Any], bank_dir: str | Pa
                                      "features pipeline on synthetic JPEGs of this benchmark's sizes"))
         elif kind == "spaces":
             info = BENCHMARKS[item]
-            counts = synonym_counts(Path(bank_dir) / f"{info.bank}.jsonl", info.num_classes)
+            counts = synonym_counts(Path(bank_dir) / f"{info.bank}.jsonl", info.num_classes, item)
             texts = 0 if item in SHARES_TEXT_WITH else text_count(item, counts, templates)
             text_s, build = _per(texts, text_per_s), builds.get(item)
             work = None if text_s is None or build is None else text_s + build

@@ -1,2 +1,2 @@
-"""Datasets: the 15 classification benchmarks in the CoOp layout (``benchmarks``), their
-pre-flight check (``verify``) and the generated world of the offline demo (``demo_world``)."""
+"""Datasets: the 15 classification benchmarks in the CoOp layout (``benchmarks``) and their
+pre-flight check (``verify``)."""

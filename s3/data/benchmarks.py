@@ -262,28 +262,53 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+# ImageNet label indices of the 200 classes of ImageNet-A and -R (facts of the protocol).
+_SUBSETS: dict[str, list[int]] = {k: v for k, v in json.loads(
+    (Path(__file__).parent / "imagenet_subsets.json").read_text()).items() if not k.startswith("_")}
+
+
+def _listing(names: list[str], limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (f", ... and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _check_class_folders(base: Path, benchmark: str, found: list[str], expected: list[str],
+                         images: dict[str, list[Path]]) -> None:
+    """Name every unexpected, missing and empty class folder (one error for all of them)."""
+    title = BENCHMARKS[benchmark].title
+    problems = []
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        problems.append(f"{len(extra)} folders that are not {title} classes ({_listing(extra)}): remove them")
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        problems.append(f"{len(missing)} class folders are missing ({_listing(missing)}): re-extract the download")
+    empty = sorted(w for w in found if w in images and not images[w])
+    if empty:
+        problems.append(f"{len(empty)} class folders hold no images ({_listing(empty)}): re-extract them")
+    if problems:
+        raise DatasetError(f"{title}: {base}: " + "; ".join(problems) + f" (expected from {BENCHMARKS[benchmark].source})")
+
+
 def _load_wnid_folders(root: Path, benchmark: str, images_dir: str) -> ImageList:
     folder = _folder(root, benchmark)
     names = _imagenet_classnames(root, folder, benchmark)
     base = _need(folder / images_dir, benchmark, "image folder")
-    wnids = sorted(p.name for p in base.iterdir() if p.is_dir())
-    unknown = [w for w in wnids if w not in names]
-    if unknown:
-        raise DatasetError(f"{base}: folders {unknown[:5]} are not ImageNet wnids; remove them")
-    expected = BENCHMARKS[benchmark].num_classes
-    if len(wnids) != expected:
-        raise DatasetError(f"{base}: found {len(wnids)} class folders, expected {expected}")
+    found = sorted(p.name for p in base.iterdir() if p.is_dir())
+    by_label = sorted(names, key=lambda w: names[w][0])  # wnids in ImageNet label order
+    expected = sorted(by_label[i] for i in _SUBSETS[benchmark]) if benchmark in _SUBSETS else by_label
+    images = {w: _images_in(base / w) for w in found if w in names}
+    _check_class_folders(base, benchmark, found, expected, images)
     paths, labels = [], []
-    for label, wnid in enumerate(wnids):
-        for image in _images_in(base / wnid):
+    for label, wnid in enumerate(expected):
+        for image in images[wnid]:
             paths.append(image)
             labels.append(label)
     return ImageList(
         benchmark,
-        classnames=[prompt_form(names[w][1]) for w in wnids],
+        classnames=[prompt_form(names[w][1]) for w in expected],
         paths=paths,
         labels=labels,
-        bank_indices=[names[w][0] for w in wnids],
+        bank_indices=[names[w][0] for w in expected],
     )
 
 
@@ -292,19 +317,16 @@ def _load_imagenet_v2(root: Path) -> ImageList:
     names = _imagenet_classnames(root, folder, "imagenet_v2")
     base = _need(folder / "imagenetv2-matched-frequency-format-val", "imagenet_v2", "image folder")
     by_index = {label: name for label, name in names.values()}
-    subs = [p for p in base.iterdir() if p.is_dir()]
-    valid = {str(i) for i in range(1000)}
-    unknown = sorted(p.name for p in subs if p.name not in valid)
-    if unknown:
-        raise DatasetError(f"{base}: folders {unknown[:5]} are not class folders 0..999; remove them")
-    if len(subs) != 1000:
-        raise DatasetError(f"{base}: found {len(subs)} class folders, expected 1000")
+    found = [p.name for p in base.iterdir() if p.is_dir()]
+    expected = [str(i) for i in range(1000)]
+    images = {f: _images_in(base / f) for f in found if f in set(expected)}
+    _check_class_folders(base, "imagenet_v2", found, expected, images)
     paths, labels = [], []
-    # Folder i is ImageNet class i: sort numerically, never as strings ("10" < "2").
-    for sub in sorted(subs, key=lambda p: int(p.name)):
-        for image in _images_in(sub):
+    # Folder i is ImageNet class i: numeric order, never string order ("10" < "2").
+    for i in range(1000):
+        for image in images[str(i)]:
             paths.append(image)
-            labels.append(int(sub.name))
+            labels.append(i)
     return ImageList("imagenet_v2", [prompt_form(by_index[i]) for i in range(1000)], paths, labels)
 
 

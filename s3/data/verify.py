@@ -86,21 +86,29 @@ def _unknown_folders(root: Path, benchmark: str) -> list[str]:
     return sorted(unknown)
 
 
-def _unreadable(paths: Iterable[Path]) -> list[str]:
-    """``path (reason)`` for each existing image that PIL cannot open and verify."""
+def _problem_of(path: Path, decode: bool) -> str | None:
     from PIL import Image
 
-    bad = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                image.verify()
-        except Exception as error:  # noqa: BLE001 - any failure means the file is unusable
-            bad.append(f"{path} ({type(error).__name__})")
-    return bad
+    try:
+        with Image.open(path) as image:
+            # load() decodes every pixel, so a truncated JPEG fails here; verify() reads headers only.
+            image.load() if decode else image.verify()
+    except Exception as error:  # noqa: BLE001 - any failure means the file is unusable
+        return f"{path} ({type(error).__name__}: {str(error)[:60]})"
+    return None
 
 
-def _check(report: VerifyReport, images: ImageList, root: Path, check_images: bool, max_listed: int) -> None:
+def _unreadable(paths: Iterable[Path], decode: bool = True, workers: int = 8) -> list[str]:
+    """``path (reason)`` for each existing image that PIL cannot decode (or, with ``decode=False``, whose
+    header is broken). Threads overlap the reads; PIL releases the GIL while decoding."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [p for p in pool.map(lambda path: _problem_of(path, decode), paths) if p is not None]
+
+
+def _check(report: VerifyReport, images: ImageList, root: Path, check_images: bool, max_listed: int,
+           decode: bool = True) -> None:
     info = BENCHMARKS[report.benchmark]
     problems = report.problems
     if report.classes != info.num_classes:
@@ -132,7 +140,7 @@ def _check(report: VerifyReport, images: ImageList, root: Path, check_images: bo
                 f"stray files?); check them and remove them: {_listing(unknown, max_listed)}"
             )
     if check_images:
-        bad = _unreadable(p for p in images.paths if p.is_file())
+        bad = _unreadable((p for p in images.paths if p.is_file()), decode)
         if bad:
             problems.append(
                 f"{len(bad)} test images cannot be read (corrupt or truncated download); re-download "
@@ -140,7 +148,8 @@ def _check(report: VerifyReport, images: ImageList, root: Path, check_images: bo
             )
 
 
-def _verify_segmentation(root: Path, benchmark: str, check_images: bool, max_listed: int) -> VerifyReport:
+def _verify_segmentation(root: Path, benchmark: str, check_images: bool, max_listed: int,
+                         decode: bool = True) -> VerifyReport:
     info = SEG_BENCHMARKS[benchmark]
     report = VerifyReport(benchmark, info.title, (root / info.folder).is_dir(), None, len(info.classnames),
                           None, info.num_val)
@@ -159,7 +168,7 @@ def _verify_segmentation(root: Path, benchmark: str, check_images: bool, max_lis
             report.problems.append(f"{len(missing)} of {len(paths)} validation {kind} are missing; re-extract "
                                    f"{info.source}: {_listing(missing, max_listed)}")
     if check_images:
-        bad = _unreadable(p for p in [*data.images, *data.masks] if p.is_file())
+        bad = _unreadable((p for p in [*data.images, *data.masks] if p.is_file()), decode)
         if bad:
             report.problems.append(f"{len(bad)} files cannot be read (corrupt download); re-download them: "
                                    f"{_listing(bad, max_listed)}")
@@ -178,19 +187,21 @@ def _verify_segmentation(root: Path, benchmark: str, check_images: bool, max_lis
     return report
 
 
-def verify_benchmark(root: str | Path, benchmark: str, check_images: bool = True, max_listed: int = 10) -> VerifyReport:
+def verify_benchmark(root: str | Path, benchmark: str, check_images: bool = True, max_listed: int = 10,
+                     decode: bool = True) -> VerifyReport:
     """Check one benchmark under the data root ``root``.
 
     Args:
         root: the data root holding the benchmark folders.
-        benchmark: one of ``BENCHMARKS`` or ``SEG_BENCHMARKS`` (another id is a caller error: ``ValueError``).
+        benchmark: one of ``BENCHMARKS`` or ``SEG_BENCHMARKS`` (another id: ``DatasetError``).
         check_images: also open every test image with PIL (slow for the large sets).
         max_listed: at most this many paths are named per problem.
+        decode: decode every pixel (finds truncated files); ``False`` reads headers only (fast).
     """
     if benchmark in SEG_BENCHMARKS:
-        return _verify_segmentation(Path(root).expanduser(), benchmark, check_images, max_listed)
+        return _verify_segmentation(Path(root).expanduser(), benchmark, check_images, max_listed, decode)
     if benchmark not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {benchmark!r}; choose from {', '.join([*BENCHMARKS, *SEG_BENCHMARKS])}")
+        raise DatasetError(f"unknown benchmark {benchmark!r}; choose from {', '.join([*BENCHMARKS, *SEG_BENCHMARKS])}")
     info = BENCHMARKS[benchmark]
     root = Path(root).expanduser()
     report = VerifyReport(benchmark, info.title, (root / info.folder).is_dir(), None, info.num_classes,
@@ -198,7 +209,7 @@ def verify_benchmark(root: str | Path, benchmark: str, check_images: bool = True
     try:
         images = load_benchmark(benchmark, root)
         report.classes, report.test_images = len(images.classnames), len(images.paths)
-        _check(report, images, root, check_images, max_listed)
+        _check(report, images, root, check_images, max_listed, decode)
     except DatasetError as error:  # its message names the file and, mostly, what to download
         message = str(error)
         report.problems.append(message if info.source in message else f"{message} (get it from {info.source})")
@@ -211,11 +222,21 @@ def verify_benchmark(root: str | Path, benchmark: str, check_images: bool = True
 
 
 def verify_all(root: str | Path, benchmarks: Iterable[str] | None = None,
-               check_images: bool = True) -> list[VerifyReport]:
+               check_images: bool = True, decode: bool = True) -> list[VerifyReport]:
     """:func:`verify_benchmark` for each of ``benchmarks`` (default: the 15 classification and the 4
-    segmentation benchmarks)."""
+    segmentation benchmarks).
+
+    Raises:
+        DatasetError: the data root itself does not exist, or a benchmark id is unknown (before any check).
+    """
     chosen = [*BENCHMARKS, *SEG_BENCHMARKS] if benchmarks is None else list(benchmarks)
-    return [verify_benchmark(root, b, check_images) for b in chosen]
+    unknown = [b for b in chosen if b not in BENCHMARKS and b not in SEG_BENCHMARKS]
+    if unknown:
+        raise DatasetError(f"unknown benchmark(s) {unknown}; choose from {', '.join([*BENCHMARKS, *SEG_BENCHMARKS])}")
+    if not Path(root).expanduser().is_dir():
+        raise DatasetError(f"the data root {root} does not exist; put the datasets there (README, 'Reproducing the "
+                           "paper configuration', step 3) or point data.root / --root / S3_DATA_ROOT at them")
+    return [verify_benchmark(root, b, check_images, decode=decode) for b in chosen]
 
 
 def format_reports(reports: Sequence[VerifyReport]) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ import torch
 from s3.errors import S3Error
 
 __all__ = ["ModelSpec", "LoadedModel", "load_model", "resolve_device", "WeightsUnavailable", "ModelError",
-           "is_torchscript_archive", "ACTIVATIONS"]
+           "is_torchscript_archive", "quiet_random_init", "ACTIVATIONS"]
 
 _CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(_CONFIG_DIR)
@@ -161,7 +162,7 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
     try:
         with socket.create_connection(("huggingface.co", 443), timeout=timeout):
             return True
@@ -188,7 +189,7 @@ def _create(spec: ModelSpec, pretrained: str | None):
     return model, preprocess
 
 
-def _without_random_init_warning(create: Callable):
+def quiet_random_init(create: Callable):
     """Call ``create``, silencing open_clip's "no pretrained weights loaded" log line (weights come later,
     or random weights were asked for)."""
     previous = logging.root.level
@@ -201,12 +202,16 @@ def _without_random_init_warning(create: Callable):
 
 def _load_file(spec: ModelSpec, path: Path):
     """Build the architecture with the resolved activation, then load a local checkpoint into it."""
-    model, preprocess = _without_random_init_warning(lambda: _create(spec, None))
+    model, preprocess = quiet_random_init(lambda: _create(spec, None))
     try:
         if is_torchscript_archive(path):
             # open_clip reads state dicts with weights_only=True, which refuses TorchScript: take the
             # archive's state dict out (the key names are the ones open_clip's CLIP uses).
-            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+            with warnings.catch_warnings():
+                # torch deprecates TorchScript, but it is the only reader of OpenAI's archives; only
+                # their tensors are used, never their code.
+                warnings.filterwarnings("ignore", message=".*torch.jit.load.*deprecated", category=FutureWarning)
+                state = torch.jit.load(str(path), map_location="cpu").state_dict()
             for key in ("input_resolution", "context_length", "vocab_size"):
                 state.pop(key, None)
             with tempfile.TemporaryDirectory() as folder:
@@ -230,7 +235,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     device = resolve_device(spec.device)
     if spec.random_weights:
         torch.manual_seed(spec.seed)
-        model, preprocess = _without_random_init_warning(lambda: _create(spec, None))
+        model, preprocess = quiet_random_init(lambda: _create(spec, None))
     elif spec.weights_file is not None:
         model, preprocess = _load_file(spec, spec.weights_file)
     else:
@@ -243,7 +248,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     return LoadedModel(model, preprocess, open_clip.get_tokenizer(spec.arch), device, spec)
 
 
-def _cached_hub_file(spec: ModelSpec) -> str | None:
+def cached_hub_file(spec: ModelSpec) -> str | None:
     """Path of the tag's weights in the local Hugging Face cache, if they are there."""
     from huggingface_hub import try_to_load_from_cache
 
@@ -259,9 +264,9 @@ def _cached_hub_file(spec: ModelSpec) -> str | None:
 
 
 def _load_tag(spec: ModelSpec):
-    if _hub_reachable():
+    if hub_reachable():
         return _create(spec, spec.pretrained)
-    if _cached_hub_file(spec) is None:
+    if cached_hub_file(spec) is None:
         raise WeightsUnavailable(_missing_weights_message(
             spec, "they are not in the local cache and the download host cannot be reached"))
     # Cached but offline: tell huggingface_hub not to try the network (it reads this at call time).

@@ -1,3 +1,3 @@
 """Running the artifact: a papermill stage with parameter checks and provenance (``stage``,
-``provenance``), the offline demo workspace (``demo``) and the HTML export of executed notebooks
-(``html_export``)."""
+``params``, ``provenance``), what is derived and kept in sync (``sync``), finding a notebook's
+workspace (``workspace``) and the HTML export of executed notebooks (``html_export``)."""

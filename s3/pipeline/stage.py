@@ -29,6 +29,7 @@ from typing import Any
 
 import nbformat
 import yaml
+from traitlets.config import Config
 
 from s3.atomic import atomic_write
 from s3.errors import S3Error
@@ -172,6 +173,9 @@ def run_stage(
         executed = papermill.execute_notebook(
             str(root / notebook_path), str(log_path), parameters=parameters, cwd=str(root),
             kernel_name="python3", progress_bar=False, log_output=False,
+            # CurveZMQ keys for the kernel's sockets (its kernelspec supports them); without them
+            # ipykernel warns that code and outputs travel unencrypted over TCP.
+            config=Config({"KernelManager": {"transport_encryption": "auto"}}),
         )
     except PapermillExecutionError as error:
         partial = nbformat.read(log_path, as_version=4)

@@ -109,15 +109,16 @@ def read_mask(path: str | Path, reduce_zero_label: bool) -> np.ndarray:
     return mask
 
 
-def load_seg_benchmark(benchmark: str, root: str | Path) -> SegImageList:
+def load_seg_benchmark(benchmark: str, root: str | Path, split: str = "val") -> SegImageList:
+    """Images and masks of one split (``val``: the protocol; ``train``: e.g. for the demo model)."""
     if benchmark not in SEG_BENCHMARKS:
         raise DatasetError(f"unknown segmentation benchmark {benchmark!r}; choose from {', '.join(SEG_BENCHMARKS)}")
     info = SEG_BENCHMARKS[benchmark]
     folder = Path(root).expanduser() / info.folder
-    split = folder / info.split_file
-    if not split.is_file():
-        raise DatasetError(f"{info.title}: split file {split} not found. Download {info.source}.")
-    ids = [line.strip() for line in split.read_text().splitlines() if line.strip()]
+    split_path = folder / Path(info.split_file).with_name(f"{split}.txt")
+    if not split_path.is_file():
+        raise DatasetError(f"{info.title}: split file {split_path} not found. Download {info.source}.")
+    ids = [line.strip() for line in split_path.read_text().splitlines() if line.strip()]
     return SegImageList(
         benchmark,
         info.classnames,

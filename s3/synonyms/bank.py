@@ -20,6 +20,7 @@ from statistics import mean
 from typing import Any, Sequence
 
 from s3.atomic import atomic_write
+from s3.errors import S3Error
 
 __all__ = [
     "SynonymRecord",
@@ -28,6 +29,7 @@ __all__ = [
     "bank_file",
     "read_bank",
     "write_bank",
+    "repair_bank",
     "bank_digest",
     "synonyms_for",
     "CheckReport",
@@ -52,7 +54,7 @@ BANK_SIZES: dict[str, int] = {
 }
 
 
-class BankError(ValueError):
+class BankError(S3Error, ValueError):
     """The bank is missing, malformed or does not cover a class list."""
 
 
@@ -94,8 +96,37 @@ def read_bank(path: str | Path) -> list[SynonymRecord]:
     indices = [r.index for r in records]
     if len(set(indices)) != len(indices):
         dup = sorted({i for i in indices if indices.count(i) > 1})
-        raise BankError(f"{path}: class indices {dup[:10]} appear more than once")
+        raise BankError(f"{path}: class indices {dup[:10]} appear more than once (two generation runs wrote it at "
+                        f"once?); run `s3 synonyms repair {path}` to keep one record per class")
     return sorted(records, key=lambda r: r.index)
+
+
+def repair_bank(path: str | Path) -> tuple[int, int]:
+    """Keep the first valid record of each class index (what a resumed run would have kept).
+
+    Returns:
+        ``(kept, dropped)``. Lines that are not records stop the repair (nothing is written).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BankError(f"{path} not found")
+    kept: dict[int, str] = {}
+    dropped = 0
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            index = int(json.loads(line)["index"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise BankError(f"{path}:{number}: not a synonym record ({error}); fix or delete that line first") from error
+        if index in kept:
+            dropped += 1
+        else:
+            kept[index] = line
+    text = "".join(kept[i] + "\n" for i in sorted(kept))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    read_bank(path)  # the repaired file must read cleanly
+    return len(kept), dropped
 
 
 def write_bank(path: str | Path, records: Sequence[SynonymRecord]) -> None:
