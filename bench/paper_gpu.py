@@ -53,6 +53,11 @@ SMOKE = {"arch": "S3-Demo-Tiny", "device": "cpu", "images_per_benchmark": 3, "re
 SMOKE_BENCHMARKS, SMOKE_SEGMENTATION = ["eurosat", "dtd"], ["voc21", "voc20"]
 
 
+def _n(value: float) -> str:
+    """A rate for people: thousands separated, three significant digits below 100."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def _space_config(params: dict) -> SpaceConfig:
     return SpaceConfig(**{k: v for k, v in params["spaces"].items() if k != "templates"})
 
@@ -91,7 +96,7 @@ def measure_all(args: argparse.Namespace, params: dict, work: Path) -> tuple[dic
             rate["mean_kb"] = sum(p.stat().st_size for p in paths_by_mix[mix_name]) / len(sizes) / 1024
             rate["mean_pixels"] = sum(w * h for w, h in sizes) / len(sizes)
             details["features"][mix_name] = {**rate, "sizes_assumed": IMAGE_SIZES[mix_name].note}
-            log(f"features {mix_name}: {rate['images_per_s']:,.0f} images/s (fixed {rate['fixed_s']:.2f} s)")
+            log(f"features {mix_name}: {_n(rate['images_per_s'])} images/s (fixed {rate['fixed_s']:.2f} s)")
         measured["features"][benchmark] = details["features"][mix_name]
 
     log(f"text encoder, {args.texts} texts")
@@ -147,7 +152,7 @@ def measure_all(args: argparse.Namespace, params: dict, work: Path) -> tuple[dic
     views = measure.views_rate(loaded, view_paths[: args.view_images], args.views, batch)
     measured["views_per_s"] = views["views_per_s"]
     details["views"] = views
-    log(f"test-time views (PROXY): {views['views_per_s']:,.0f} views/s")
+    log(f"test-time views (PROXY): {_n(views['views_per_s'])} views/s")
     return measured, details
 
 
@@ -200,18 +205,18 @@ def _measure(args: argparse.Namespace) -> int:
     model = details["model_only"]["images_per_s"]
     print(f"\n{header}\n")
     print(f"Pixel pipeline: {details['pixel_pipeline']}; batch {details['batch_size']}, {details['workers']} workers")
-    print(f"Model only (image tower on random pixels): {model:,.0f} images/s\n")
+    print(f"Model only (image tower on random pixels): {_n(model)} images/s\n")
     print("| size mix | mean pixels | mean KB | pipeline images/s | / model only | fixed s | sizes assumed |")
     print("|---|---|---|---|---|---|---|")
     for name, rate in details["features"].items():
-        print(f"| {name} | {rate['mean_pixels']:,.0f} | {rate['mean_kb']:.0f} | {rate['images_per_s']:,.0f} | "
+        print(f"| {name} | {rate['mean_pixels']:,.0f} | {rate['mean_kb']:.0f} | {_n(rate['images_per_s'])} | "
               f"{rate['images_per_s'] / model:.2f} | {rate['fixed_s']:.2f} | {rate['sizes_assumed']} |")
     start, kernel = measured["stage_start_s"], measured["kernel_start_s"]
     print(f"\nStage start-up: process + imports + model on the device "
           f"{'NOT measured' if start is None else f'{start:.1f} s'}; papermill kernel "
           f"{'NOT measured (papermill missing or --start-repeats 0)' if kernel is None else f'{kernel:.1f} s'}")
-    print(f"Text encoder: {measured['text_per_s']:,.0f} texts/s; geometry study {measured['geometry_s']:.1f} s")
-    print(f"Test-time views (PROXY): {measured['views_per_s']:,.0f} views/s ({details['views']['views']} views per "
+    print(f"Text encoder: {_n(measured['text_per_s'])} texts/s; geometry study {measured['geometry_s']:.1f} s")
+    print(f"Test-time views (PROXY): {_n(measured['views_per_s'])} views/s ({details['views']['views']} views per "
           "image, random resized crop + flip on the device)\n")
     print(projection.format_table(stages, missing_start))
     print(f"\nMeasured in {time.perf_counter() - started:.0f} s.")

@@ -75,7 +75,9 @@ def _per(count: float, rate: float | None) -> float | None:
 
 
 def _rate(rate: float | None, unit: str) -> str:
-    return "not measured" if rate is None else f"{rate:,.0f} {unit}/s"
+    if rate is None:
+        return "not measured"
+    return f"{rate:,.0f} {unit}/s" if rate >= 100 else f"{rate:.3g} {unit}/s"
 
 
 def dvc_stage_names(dvc: dict[str, Any], params: dict[str, Any]) -> list[str]:
