@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv with the pinned packages (about 2 minutes)
 
-demo: install ## run the whole pipeline on the embedded offline demo (runs/demo, about 1 minute)
+demo: install ## train the tiny demo model, then run the whole pipeline offline on the demo world (runs/demo)
 	$(PY) -m s3.demo
 
 test: install ## run the test suite (CPU, offline, a few minutes)
@@ -24,7 +24,8 @@ test: install ## run the test suite (CPU, offline, a few minutes)
 test-fast: install ## the test suite without the end-to-end pipeline runs
 	$(PY) -m pytest -m "not slow"
 
-repro: install ## regenerate the paper results (needs a GPU, the datasets and the weights)
+repro: install ## check the run in seconds (s3 check), then regenerate the paper results (GPU, datasets, weights)
+	$(PY) -m s3 check --params params.yaml
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro
 
 bench: install ## scoring benchmark (N=50,000 images, C=1000 classes, CPU)
@@ -36,8 +37,8 @@ gpu-wheels: ## download the wheels a GPU session installs there (bench/gpu_wheel
 gpu-bench: ## every GPU measurement in one run, written to gpu-session/ (bench/gpu_session.sh; on a GPU machine)
 	bash bench/gpu_session.sh
 
-lab: install ## open the notebooks in JupyterLab
-	$(VENV)/bin/jupyter lab notebooks/
+lab: install ## open JupyterLab on the demo workspace (after make demo), else on the repository
+	$(VENV)/bin/jupyter lab --notebook-dir=$(if $(wildcard runs/demo/dvc.lock),runs/demo,.)
 
 clean-demo: ## delete the demo workspace
 	rm -rf runs/demo

@@ -112,6 +112,6 @@ def test_generation_refuses_to_resume_a_replayed_bank(tmp_path):
     from s3.synonyms.generate import GeneratorConfig, generate_bank
 
     write_bank(tmp_path / "eurosat.jsonl", read_bank(REPO / "data/synonyms/eurosat.jsonl"))
-    with pytest.raises(RuntimeError, match="made another way.*delete"):
+    with pytest.raises(BankError, match="made another way.*delete"):
         generate_bank("eurosat", [(0, "Annual Crop Land")], tmp_path / "eurosat.jsonl", GeneratorConfig(),
                       client=object())

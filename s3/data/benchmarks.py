@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from s3.errors import S3Error
+
 __all__ = [
     "Benchmark",
     "BENCHMARKS",
@@ -28,7 +30,7 @@ __all__ = [
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-class DatasetError(RuntimeError):
+class DatasetError(S3Error):
     """A dataset is missing or malformed; the message says what to download and where to put it."""
 
 

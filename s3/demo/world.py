@@ -7,7 +7,7 @@ highway, a blue curve for a river, ...) under random lighting, colour casts and 
 neighbouring classes (forest, herbaceous vegetation, pasture) overlap and a small model does not
 reach 100 %. 64x64 JPEGs in ``eurosat/2750/<Class>/`` with CoOp's ``split_zhou_EuroSAT.json``
 (``train`` and ``test`` lists, disjoint images). VOC: filled shapes of six VOC classes on a
-textured background, with masks; ``train.txt`` and ``val.txt``. Both go through the real loaders
+grey backdrop (every VOC class has its own colour), with masks; ``train.txt`` and ``val.txt``. Both go through the real loaders
 and the real synonym bank. Everything measured on them is a demo number, meaningless for the paper.
 """
 
@@ -22,7 +22,7 @@ from PIL import Image
 __all__ = ["EUROSAT_FOLDERS", "VOC_DEMO_CLASSES", "WORLD_VERSION", "write_demo_eurosat", "write_demo_voc"]
 
 # Bump when the generators change: the demo model's cache key includes it.
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 
 # CoOp's EuroSAT folder names, in label order, with their renamed class names.
 EUROSAT_FOLDERS = [
@@ -122,32 +122,42 @@ def write_demo_eurosat(root: str | Path, images_per_class: int = 30, train_per_c
     return folder
 
 
-# The VOC classes drawn in the demo (index in VOC's 21-class list -> colour of its shapes).
-VOC_DEMO_CLASSES = {1: (200, 200, 210), 4: (240, 240, 240), 7: (180, 30, 40), 8: (200, 140, 60),
-                    12: (90, 60, 40), 15: (230, 190, 160)}  # aeroplane, boat, car, cat, dog, person
+def _voc_colours() -> dict[int, tuple[int, int, int]]:
+    """A saturated colour for each of VOC's 20 object classes: 10 hues at two lightness levels."""
+    import colorsys
+
+    colours = {}
+    for label in range(1, 21):
+        hue, light = ((label - 1) % 10) / 10, (0.35 if label <= 10 else 0.65)
+        colours[label] = tuple(int(255 * c) for c in colorsys.hls_to_rgb(hue, light, 0.9))
+    return colours
+
+
+# Every VOC object class has its own colour; the background is grey-ish texture.
+VOC_DEMO_CLASSES = _voc_colours()
 
 
 def _voc_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[0:size, 0:size]
-    base = rng.uniform(70, 130, size=3)
-    pixels = np.clip(base + 20 * rng.normal(size=(size, size, 3)), 0, 255)
+    base = rng.uniform(80, 140) + rng.normal(0, 6, size=3)  # a desaturated backdrop
+    pixels = np.clip(base + 18 * rng.normal(size=(size, size, 3)), 0, 255)
     mask = np.zeros((size, size), dtype=np.uint8)
     for label in rng.choice(list(VOC_DEMO_CLASSES), size=2, replace=False):
-        cy, cx = rng.integers(12, size - 12, size=2)
-        ry, rx = rng.integers(7, 14, size=2)
+        cy, cx = rng.integers(15, size - 15, size=2)
+        ry, rx = rng.integers(10, 16, size=2)
         inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
         edge = (((yy - cy) / (ry + 1.5)) ** 2 + ((xx - cx) / (rx + 1.5)) ** 2 <= 1) & ~inside
-        colour = np.asarray(VOC_DEMO_CLASSES[label]) + rng.normal(0, 12, size=3)
-        pixels[inside] = np.clip(colour + 15 * rng.normal(size=(inside.sum(), 3)), 0, 255)
+        colour = np.asarray(VOC_DEMO_CLASSES[label]) + rng.normal(0, 8, size=3)
+        pixels[inside] = np.clip(colour + 12 * rng.normal(size=(inside.sum(), 3)), 0, 255)
         mask[edge & (mask == 0)] = 255
         mask[inside] = label
     return pixels.astype(np.uint8), mask
 
 
-def write_demo_voc(root: str | Path, num_images: int = 8, num_train: int = 80, size: int = 64, seed: int = 0) -> Path:
+def write_demo_voc(root: str | Path, num_images: int = 8, num_train: int = 160, size: int = 64, seed: int = 0) -> Path:
     """A procedurally generated PASCAL VOC 2012 stand-in (mmsegmentation layout): each image has a
-    textured background and two filled shapes of VOC classes; its mask has their labels and a 255
-    border band, as VOC's masks do. ``val.txt`` lists ``num_images`` images, ``train.txt``
+    textured grey backdrop and two filled ellipses of VOC object classes, each class with its own
+    colour; its mask has their labels and a 255 border band, as VOC's masks do. ``val.txt`` lists ``num_images`` images, ``train.txt``
     ``num_train`` others (the demo model trains on these only). Skipped when already complete."""
     folder = Path(root) / "VOCdevkit" / "VOC2012"
     splits = folder / "ImageSets" / "Segmentation"

@@ -32,7 +32,7 @@ import torch
 from s3.errors import S3Error
 
 __all__ = ["ModelSpec", "LoadedModel", "load_model", "resolve_device", "WeightsUnavailable", "ModelError",
-           "is_torchscript_archive", "quiet_random_init", "ACTIVATIONS"]
+           "is_torchscript_archive", "quiet_random_init", "is_demo_model", "ACTIVATIONS"]
 
 _CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(_CONFIG_DIR)
@@ -42,6 +42,12 @@ _RANDOM = {None, "", "none", "random"}
 
 
 ACTIVATIONS = ("auto", "quick_gelu", "gelu")
+
+
+def is_demo_model(identity: dict[str, Any]) -> bool:
+    """Whether a model identity (``ModelSpec.identity``) is the offline demo's tiny architecture, whose
+    numbers are demo numbers however it was trained."""
+    return str(identity.get("arch", "")).startswith("S3-Demo")
 
 
 class ModelError(S3Error):

@@ -9,7 +9,7 @@ import seaborn as sns
 
 __all__ = ["use_style", "save_figure", "DEMO_BANNER"]
 
-DEMO_BANNER = "DEMO: random-weight tiny model on synthetic images; not a paper result"
+DEMO_BANNER = "DEMO: a tiny CLIP trained for seconds on synthetic images; not a paper result"
 
 
 def use_style() -> None:

@@ -69,8 +69,8 @@ def summary_table(results: pd.DataFrame, methods: Sequence[str], metric: str = "
 def table_markdown(table: pd.DataFrame, title: str, demo: bool) -> str:
     header = [f"### {title}", ""]
     if demo:
-        header += ["> DEMO NUMBERS: random-weight tiny model on synthetic images. They test the plumbing "
-                   "and mean nothing about S^3.", ""]
+        header += ["> DEMO NUMBERS: a tiny CLIP trained for seconds on the demo's synthetic images (s3/demo). They "
+                   "show the pipeline and the method at work in that world, and nothing about CLIP or the paper.", ""]
     titles = {k: v.title for k, v in (BENCHMARKS | SEG_BENCHMARKS).items()}
     columns = ["method", *[titles.get(c, c) for c in table.columns]]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]

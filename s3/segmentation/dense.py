@@ -10,7 +10,8 @@ into a global summary. The training-free segmentation baselines change only that
   residual nor feed-forward (NACLIP).
 
 Tokens then go through ``ln_post`` and the projection into the joint space, like the class token.
-Works for open_clip ``VisionTransformer`` models with a class token (every CLIP ViT).
+Works for open_clip ``VisionTransformer`` models with a class token (every CLIP ViT), pooled by the
+class token or by the mean of the patch tokens (``pool_type: avg``, as the demo's tiny model is).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _check(visual: torch.nn.Module) -> None:
         hasattr(visual, "conv1")
         and hasattr(visual, "transformer")
         and getattr(visual, "attn_pool", None) is None
-        and getattr(visual, "pool_type", "tok") == "tok"
+        and getattr(visual, "pool_type", "tok") in ("tok", "avg")
         and not getattr(visual, "final_ln_after_pool", False)
     )
     if not ok:
@@ -95,7 +96,8 @@ def dense_features(
         variant: ``vanilla``, ``clearclip`` or ``naclip``.
 
     Returns:
-        ``pooled``: ``(B, D)`` class-token embedding (for ``vanilla``, what ``encode_image`` gives);
+        ``pooled``: ``(B, D)`` the model's pooled embedding (class token, or the mean of the patch
+        tokens for ``pool_type: avg``; for ``vanilla``, what ``encode_image`` gives);
         ``patches``: ``(B, H / p, W / p, D)``; neither is normalised.
     """
     _check(visual)
@@ -122,4 +124,5 @@ def dense_features(
     x = visual.ln_post(x)
     if visual.proj is not None:
         x = x @ visual.proj
-    return x[:, 0], x[:, 1:].reshape(x.shape[0], grid[0], grid[1], -1)
+    pooled = x[:, 1:].mean(dim=1) if getattr(visual, "pool_type", "tok") == "avg" else x[:, 0]
+    return pooled, x[:, 1:].reshape(x.shape[0], grid[0], grid[1], -1)
