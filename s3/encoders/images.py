@@ -151,21 +151,22 @@ _COMPILED: "weakref.WeakKeyDictionary[torch.nn.Module, Callable]" = weakref.Weak
 
 
 def image_tower(loaded: LoadedModel, compile: bool, batch_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``(B, 3, h, w)`` pixels -> ``(B, D)`` unnormalised features, under bfloat16 autocast with amp.
+    """``(B, 3, h, w)`` pixels -> ``(B, D)`` unnormalised features (``model.encode_image``), under
+    bfloat16 autocast with amp.
 
-    With ``compile`` the visual tower is compiled once per process for a fixed batch size
+    With ``compile`` the encoder is compiled once per process and model for a fixed batch size
     (``dynamic=False``); shorter batches are zero-padded to it, so nothing recompiles.
     """
-    visual = loaded.model.visual
+    model = loaded.model
     autocast = (lambda: torch.autocast("cuda", dtype=_AUTOCAST_DTYPE)) if _amp(loaded) else nullcontext
     if not compile:
         def forward(pixels: torch.Tensor) -> torch.Tensor:
             with autocast():
-                return visual(pixels)
+                return model.encode_image(pixels)
         return forward
-    if visual not in _COMPILED:
-        _COMPILED[visual] = torch.compile(visual, dynamic=False)
-    compiled = _COMPILED[visual]
+    if model not in _COMPILED:
+        _COMPILED[model] = torch.compile(model.encode_image, dynamic=False)
+    compiled = _COMPILED[model]
 
     def forward_compiled(pixels: torch.Tensor) -> torch.Tensor:
         count = pixels.shape[0]
@@ -201,11 +202,16 @@ def encode_images(loaded: LoadedModel, images: ImageList, positions: Sequence[in
     else:
         batches = pixel_batches(images, positions, loaded.preprocess, batch_size, num_workers, pin_memory=cuda)
     tower = image_tower(loaded, compile, batch_size)
-    pending = None
+    pending = None  # CUDA: the previous batch, handed out once this one is queued
     for batch in batches:
         features, done = torch.zeros(0, 0), None
         if len(batch.indices):
-            embedded = F.normalize(tower(batch.pixels.to(loaded.device, non_blocking=True)).float(), dim=-1)
+            try:
+                embedded = F.normalize(tower(batch.pixels.to(loaded.device, non_blocking=True)).float(), dim=-1)
+            except BaseException:
+                if pending is not None:  # what was encoded still reaches its shard
+                    yield _finished(*pending)
+                raise
             if cuda:
                 features = torch.empty(embedded.shape, dtype=embedded.dtype, pin_memory=True)
                 features.copy_(embedded, non_blocking=True)
@@ -213,6 +219,9 @@ def encode_images(loaded: LoadedModel, images: ImageList, positions: Sequence[in
                 done.record()
             else:
                 features = embedded
+        if not cuda:
+            yield _finished(batch, features, None, labels)
+            continue
         if pending is not None:
             yield _finished(*pending)
         pending = (batch, features, done, labels)
