@@ -64,7 +64,7 @@ def cached_weights() -> list[dict[str, object]]:
     return found
 
 
-def search_disk(seconds: int = 20) -> list[str]:
+def search_disk(seconds: int = 10) -> list[str]:
     """Files over 50 MB named like CLIP weights anywhere on local disks (``find``, bounded in time)."""
     try:
         result = subprocess.run(["timeout", str(seconds), "find", "/", "-xdev", "(", "-path", "/proc", "-o", "-path",

@@ -5,7 +5,7 @@
 #   S3_SMOKE=1 bash bench/gpu_session.sh DIR   # the same steps at toy sizes on the CPU (what the tests run)
 #
 # Steps, each under its own time limit so one that hangs cannot eat the session (limits sum to
-# 565 s; on one H100/H200 the whole run is expected to take about 4-6 minutes):
+# 570 s; on one H100/H200 the whole run is expected to take about 4-6 minutes):
 #   environment  python: .venv/bin/python if present, else python3; wheels in .whl/ (bench/gpu_wheels.sh,
 #                carried to the GPU machine, which reaches no registry) installed with --no-deps into
 #                /tmp/s3-site. torch/torchvision are the machine's own (their wheels are ~1 GB: they cannot
@@ -61,9 +61,9 @@ session() {
     [ -n "$smoke" ] && s=(--smoke)
     local search=(--search)
     [ -n "$smoke" ] && search=()
-    step preflight 30 "$py" bench/gpu_preflight.py --json "$parts/preflight.json" "${search[@]}"
+    step preflight 40 "$py" bench/gpu_preflight.py --json "$parts/preflight.json" "${search[@]}"
     step extraction 90 "$py" bench/extraction.py --compile no --json "$parts/extraction.json" "${s[@]}"
-    step paper 180 "$py" bench/paper_gpu.py --json "$parts/paper.json" "${s[@]}"
+    step paper 175 "$py" bench/paper_gpu.py --json "$parts/paper.json" "${s[@]}"
     step segmentation 45 "$py" bench/segmentation.py --json "$parts/segmentation.json" "${s[@]}"
     if [ -n "$smoke" ]; then
         step scoring 75 bash -c "'$py' bench/scoring.py --images 400 --classes 20 --simplex-images 50 --repeats 1 > '$parts/scoring.txt'"
