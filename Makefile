@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 .DEFAULT_GOAL := help
 
-.PHONY: help install demo test test-fast repro bench lab clean-demo
+.PHONY: help install demo test test-fast repro bench gpu-wheels gpu-bench lab clean-demo
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,12 @@ repro: install ## check the run in seconds (s3 check), then regenerate the paper
 
 bench: install ## scoring benchmark (N=50,000 images, C=1000 classes, CPU)
 	$(PY) bench/scoring.py
+
+gpu-wheels: ## download the wheels a GPU session installs there (bench/gpu_wheels.sh; needs PyPI, not a GPU)
+	bash bench/gpu_wheels.sh $(if $(wildcard $(PY)),$(PY),python3)
+
+gpu-bench: ## every GPU measurement in one run, written to gpu-session/ (bench/gpu_session.sh; on a GPU machine)
+	bash bench/gpu_session.sh
 
 lab: install ## open JupyterLab on the demo workspace (after make demo), else on the repository
 	$(VENV)/bin/jupyter lab --notebook-dir=$(if $(wildcard runs/demo/dvc.lock),runs/demo,.)

@@ -1,14 +1,22 @@
 """Image features: batched extraction, cached under a key that covers everything that determines them.
 
-The key covers model identity, preprocessing, benchmark, split and the exact list of files (path,
-size, modification time) and labels; the cache itself is ``s3.encoders.cache``.
+The key covers model identity, preprocessing, the pixel pipeline (decoder, autocast dtype,
+compilation: ``pixel_pipeline``), benchmark, split and the exact list of files (path, size,
+modification time) and labels; the cache itself is ``s3.encoders.cache``.
+
+Two pixel sources with one contract (``PixelBatch``): ``pixel_batches`` decodes and preprocesses
+with PIL in DataLoader workers (``features.decode: cpu``); ``s3.encoders.gpu_decode`` reads bytes in
+the workers and decodes with nvJPEG and preprocesses on the GPU (``features.decode: gpu``).
+``auto`` takes the GPU source when the model is on CUDA and nvJPEG works there.
 """
 
 from __future__ import annotations
 
 import json
+import weakref
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from s3.checked import load_checked, save_checked
 from s3.data.benchmarks import DatasetError, ImageList
 from s3.encoders.cache import EmbeddingCache, Features, digest
+from s3.encoders.gpu_decode import DecodeError, gpu_pixel_batches, nvjpeg_problem
 from s3.encoders.models import LoadedModel
 from s3.encoders.shards import ShardBatch, UnreadableInputs, encode_shards, plan_shards
 from s3.notices import notice
@@ -25,6 +34,10 @@ from s3.notices import notice
 __all__ = [
     "PixelBatch",
     "pixel_batches",
+    "DECODES",
+    "resolve_decode",
+    "pixel_pipeline",
+    "image_tower",
     "encode_images",
     "file_stamp",
     "check_image_files",
@@ -83,23 +96,143 @@ def pixel_batches(images: ImageList, positions: Sequence[int], preprocess: Calla
     yield from loader
 
 
+DECODES = ("auto", "cpu", "gpu")
+# Image features under mixed precision use bfloat16: as fast as float16 on Ampere and later GPUs,
+# and it cannot overflow. Part of the features' identity (``pixel_pipeline``).
+_AUTOCAST_DTYPE = torch.bfloat16
+_NVJPEG: dict[str, str | None] = {}  # device -> why nvJPEG is unusable there (None: usable)
+
+
+def resolve_decode(decode: str, device: torch.device) -> str:
+    """``cpu`` or ``gpu``: the pixel source ``features.decode`` selects for a model on ``device``.
+
+    ``auto`` is ``gpu`` on CUDA when nvJPEG decodes there, else ``cpu``. ``gpu`` on a CPU device
+    runs the tensor path with torchvision's CPU decoder (what the tests and smoke runs use); on a
+    CUDA device where nvJPEG fails it is an error, raised before any work.
+    """
+    if decode not in DECODES:
+        raise DecodeError(f"features.decode must be one of {DECODES}, got {decode!r}")
+    if decode == "cpu" or device.type != "cuda":
+        return "gpu" if decode == "gpu" else "cpu"
+    first = str(device) not in _NVJPEG
+    if first:
+        _NVJPEG[str(device)] = nvjpeg_problem(device)
+    problem = _NVJPEG[str(device)]
+    if problem and decode == "gpu":
+        raise DecodeError(f"features.decode is gpu but nvJPEG cannot decode on {device} ({problem}); set "
+                          "features.decode to auto or cpu")
+    if problem and first:
+        notice(f"features: nvJPEG unusable on {device} ({problem}); decoding with PIL on the CPU")
+    return "cpu" if problem else "gpu"
+
+
+def _amp(loaded: LoadedModel) -> bool:
+    return loaded.device.type == "cuda" and loaded.spec.precision == "amp"
+
+
+def pixel_pipeline(loaded: LoadedModel, decode: str = "cpu", compile: bool = False) -> dict[str, Any]:
+    """What, besides the model and its preprocessing, determines the features' bits.
+
+    The decoder (PIL, torchvision's CPU decoder, nvJPEG) and the resampling code differ in the last
+    ``uint8`` levels; autocast dtype, compilation and memory layout change rounding.
+    """
+    source = resolve_decode(decode, loaded.device)
+    decoder = "pil" if source == "cpu" else ("nvjpeg" if loaded.device.type == "cuda" else "torchvision-cpu")
+    return {
+        "decoder": decoder,
+        "resample": "pil" if source == "cpu" else "torchvision-tensor",
+        "autocast": str(_AUTOCAST_DTYPE).removeprefix("torch.") if _amp(loaded) else "off",
+        "compile": bool(compile),
+        "channels_last": source == "gpu" and loaded.device.type == "cuda",
+    }
+
+
+_COMPILED: "weakref.WeakKeyDictionary[torch.nn.Module, Callable]" = weakref.WeakKeyDictionary()
+
+
+def image_tower(loaded: LoadedModel, compile: bool, batch_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``(B, 3, h, w)`` pixels -> ``(B, D)`` unnormalised features (``model.encode_image``), under
+    bfloat16 autocast with amp.
+
+    With ``compile`` the encoder is compiled once per process and model for a fixed batch size
+    (``dynamic=False``); shorter batches are zero-padded to it, so nothing recompiles.
+    """
+    model = loaded.model
+    autocast = (lambda: torch.autocast("cuda", dtype=_AUTOCAST_DTYPE)) if _amp(loaded) else nullcontext
+    if not compile:
+        def forward(pixels: torch.Tensor) -> torch.Tensor:
+            with autocast():
+                return model.encode_image(pixels)
+        return forward
+    if model not in _COMPILED:
+        _COMPILED[model] = torch.compile(model.encode_image, dynamic=False)
+    compiled = _COMPILED[model]
+
+    def forward_compiled(pixels: torch.Tensor) -> torch.Tensor:
+        count = pixels.shape[0]
+        if count < batch_size:  # keep the memory layout too: the compiled graph is specialised on strides
+            layout = (torch.channels_last if pixels.is_contiguous(memory_format=torch.channels_last)
+                      and not pixels.is_contiguous() else torch.contiguous_format)
+            pixels = torch.cat([pixels, pixels.new_zeros(batch_size - count, *pixels.shape[1:])])
+            pixels = pixels.contiguous(memory_format=layout)
+        with autocast():
+            return compiled(pixels)[:count]
+    return forward_compiled
+
+
 @torch.no_grad()
 def encode_images(loaded: LoadedModel, images: ImageList, positions: Sequence[int], batch_size: int = 256,
-                  num_workers: int = 4) -> Iterator[ShardBatch]:
-    """Unit image features of the images at ``positions``, batch by batch (mixed precision on CUDA).
+                  num_workers: int = 4, decode: str = "cpu", compile: bool = False) -> Iterator[ShardBatch]:
+    """Unit image features of the images at ``positions``, batch by batch.
+
+    Args:
+        decode: ``cpu`` (PIL in workers), ``gpu`` (``s3.encoders.gpu_decode``) or ``auto``.
+        compile: ``torch.compile`` the visual tower (pays only over many batches: it compiles first).
+
+    On CUDA each batch's features are copied to pinned memory without blocking and handed out
+    once the next batch is queued, so the GPU never waits for the host.
 
     Yields:
         ``ShardBatch`` rows ``features`` ``(B, D)`` float32 and ``labels`` ``(B,)`` int64.
     """
     labels = torch.tensor(images.labels, dtype=torch.long)
-    for batch in pixel_batches(images, positions, loaded.preprocess, batch_size, num_workers,
-                               pin_memory=loaded.device.type == "cuda"):
-        rows = {"features": torch.zeros(0, 0), "labels": labels[batch.indices]}
+    cuda = loaded.device.type == "cuda"
+    if resolve_decode(decode, loaded.device) == "gpu":
+        batches = gpu_pixel_batches(images, positions, loaded.preprocess, batch_size, num_workers, loaded.device)
+    else:
+        batches = pixel_batches(images, positions, loaded.preprocess, batch_size, num_workers, pin_memory=cuda)
+    tower = image_tower(loaded, compile, batch_size)
+    pending = None  # CUDA: the previous batch, handed out once this one is queued
+    for batch in batches:
+        features, done = torch.zeros(0, 0), None
         if len(batch.indices):
-            with loaded.autocast():
-                embedded = loaded.model.encode_image(batch.pixels.to(loaded.device, non_blocking=True))
-            rows["features"] = F.normalize(embedded.float(), dim=-1).cpu()
-        yield ShardBatch(batch.indices, rows, batch.failed)
+            try:
+                embedded = F.normalize(tower(batch.pixels.to(loaded.device, non_blocking=True)).float(), dim=-1)
+            except BaseException:
+                if pending is not None:  # what was encoded still reaches its shard
+                    yield _finished(*pending)
+                raise
+            if cuda:
+                features = torch.empty(embedded.shape, dtype=embedded.dtype, pin_memory=True)
+                features.copy_(embedded, non_blocking=True)
+                done = torch.cuda.Event()
+                done.record()
+            else:
+                features = embedded
+        if not cuda:
+            yield _finished(batch, features, None, labels)
+            continue
+        if pending is not None:
+            yield _finished(*pending)
+        pending = (batch, features, done, labels)
+    if pending is not None:
+        yield _finished(*pending)
+
+
+def _finished(batch: PixelBatch, features: torch.Tensor, done, labels: torch.Tensor) -> ShardBatch:
+    if done is not None:
+        done.synchronize()
+    return ShardBatch(batch.indices, {"features": features, "labels": labels[batch.indices]}, batch.failed)
 
 
 def file_stamp(path: Path) -> str:
@@ -126,16 +259,18 @@ def check_image_files(images: ImageList, max_listed: int = 20) -> None:
                            f"{shown}. Re-extract the dataset; `s3 data verify` checks every file.")
 
 
-def _model_salt(loaded: LoadedModel) -> str:
-    return digest({"model": loaded.spec.identity, "preprocess": repr(loaded.preprocess)})
+def _model_salt(loaded: LoadedModel, decode: str = "cpu", compile: bool = False) -> str:
+    return digest({"model": loaded.spec.identity, "preprocess": repr(loaded.preprocess),
+                   "pixels": pixel_pipeline(loaded, decode, compile)})
 
 
-def cache_key(loaded: LoadedModel, images: ImageList, split: str) -> str:
-    """Covers model, preprocessing, benchmark, split, and every file (path, size, modification time)."""
+def cache_key(loaded: LoadedModel, images: ImageList, split: str, decode: str = "cpu", compile: bool = False) -> str:
+    """Covers model, preprocessing, pixel pipeline, benchmark, split, and every file (path, size, modification time)."""
     return digest(
         {
             "model": loaded.spec.identity,
             "preprocess": repr(loaded.preprocess),
+            "pixels": pixel_pipeline(loaded, decode, compile),
             "benchmark": images.benchmark,
             "split": split,
             "files": [file_stamp(p) for p in images.paths],
@@ -152,40 +287,44 @@ def cached_image_features(
     batch_size: int = 256,
     num_workers: int = 4,
     shard_size: int = 4096,
+    decode: str = "cpu",
+    compile: bool = False,
 ) -> tuple[Features, bool]:
     """Features from the cache, or extracted in resumable shards and cached.
 
     Before encoding, every listed file must exist and be non-empty. Encoded rows are written in
     shards of ``shard_size`` images, so a run that fails or is killed resumes from the last
     complete shard; images that cannot be decoded are reported all together at the end (their
-    shards are encoded again once they are fixed, the others are kept).
+    shards are encoded again once they are fixed, the others are kept). ``decode`` and ``compile``
+    are ``features.decode`` and ``features.compile`` (``encode_images``).
 
     Returns:
         ``(features, was_cached)``.
     """
     if len(images) == 0:
         raise DatasetError(f"{images.benchmark}: no images to encode; run `s3 data verify` to see what is missing")
-    key = cache_key(loaded, images, split)
+    key = cache_key(loaded, images, split, decode, compile)
     name = f"{images.benchmark}-{split}"
     hit = cache.load(name, key)
     if hit is not None:
         return hit, True
     check_image_files(images)
-    salt = _model_salt(loaded)
+    salt = _model_salt(loaded, decode, compile)
     plan = plan_shards(cache.root / "shards" / f"{name}-{salt[:16]}",
                        [f"{file_stamp(p)}:{y}" for p, y in zip(images.paths, images.labels)], shard_size, salt)
     missing = plan.missing()
     if len(missing) < len(plan.keys):
         notice(f"{cache.kind}: {name}: resuming, {len(plan.keys) - len(missing)} of {len(plan.keys)} shards "
                "were already encoded")
-    batches = encode_images(loaded, images, plan.missing_items(), batch_size, num_workers)
+    batches = encode_images(loaded, images, plan.missing_items(), batch_size, num_workers, decode, compile)
     failed = encode_shards(plan, batches, f"images {images.benchmark}", names=images.paths)
     if failed:
         raise UnreadableInputs(failed, "Replace or remove these images (`s3 data verify` lists every bad file) and "
                                        "run again: only the shards holding them are encoded again.")
     rows = plan.assemble()
-    meta = {"key": key, "model": loaded.spec.identity, "benchmark": images.benchmark, "split": split,
-            "num_images": len(images), "dim": int(rows["features"].shape[1])}
+    meta = {"key": key, "model": loaded.spec.identity, "pixels": pixel_pipeline(loaded, decode, compile),
+            "benchmark": images.benchmark, "split": split, "num_images": len(images),
+            "dim": int(rows["features"].shape[1])}
     # Exactly what a later cache hit returns (JSON, keys sorted at every level), so nothing downstream
     # (an executed notebook) can tell a fresh extraction from a cached one.
     features = Features(rows["features"], rows["labels"], meta=json.loads(json.dumps(meta, sort_keys=True)))

@@ -68,6 +68,8 @@ class Features(Section):
     num_workers: NonNegativeInt
     shard_size: PositiveInt
     cache_dir: Annotated[str, Field(min_length=1)]
+    decode: Literal["auto", "cpu", "gpu"]
+    compile: bool
 
 
 class Generator(Section):
