@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import weakref
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
@@ -27,7 +26,7 @@ from s3.checked import load_checked, save_checked
 from s3.data.benchmarks import DatasetError, ImageList
 from s3.encoders.cache import EmbeddingCache, Features, digest
 from s3.encoders.gpu_decode import DecodeError, gpu_pixel_batches, nvjpeg_problem
-from s3.encoders.models import LoadedModel
+from s3.encoders.models import AUTOCAST_DTYPE, LoadedModel
 from s3.encoders.shards import ShardBatch, UnreadableInputs, encode_shards, plan_shards
 from s3.notices import notice
 
@@ -97,9 +96,6 @@ def pixel_batches(images: ImageList, positions: Sequence[int], preprocess: Calla
 
 
 DECODES = ("auto", "cpu", "gpu")
-# Image features under mixed precision use bfloat16: as fast as float16 on Ampere and later GPUs,
-# and it cannot overflow. Part of the features' identity (``pixel_pipeline``).
-_AUTOCAST_DTYPE = torch.bfloat16
 _NVJPEG: dict[str, str | None] = {}  # device -> why nvJPEG is unusable there (None: usable)
 
 
@@ -126,10 +122,6 @@ def resolve_decode(decode: str, device: torch.device) -> str:
     return "cpu" if problem else "gpu"
 
 
-def _amp(loaded: LoadedModel) -> bool:
-    return loaded.device.type == "cuda" and loaded.spec.precision == "amp"
-
-
 def pixel_pipeline(loaded: LoadedModel, decode: str = "cpu", compile: bool = False) -> dict[str, Any]:
     """What, besides the model and its preprocessing, determines the features' bits.
 
@@ -141,7 +133,7 @@ def pixel_pipeline(loaded: LoadedModel, decode: str = "cpu", compile: bool = Fal
     return {
         "decoder": decoder,
         "resample": "pil" if source == "cpu" else "torchvision-tensor",
-        "autocast": str(_AUTOCAST_DTYPE).removeprefix("torch.") if _amp(loaded) else "off",
+        "autocast": str(AUTOCAST_DTYPE).removeprefix("torch.") if loaded.amp else "off",
         "compile": bool(compile),
         "channels_last": source == "gpu" and loaded.device.type == "cuda",
     }
@@ -158,7 +150,7 @@ def image_tower(loaded: LoadedModel, compile: bool, batch_size: int) -> Callable
     (``dynamic=False``); shorter batches are zero-padded to it, so nothing recompiles.
     """
     model = loaded.model
-    autocast = (lambda: torch.autocast("cuda", dtype=_AUTOCAST_DTYPE)) if _amp(loaded) else nullcontext
+    autocast = loaded.autocast
     if not compile:
         def forward(pixels: torch.Tensor) -> torch.Tensor:
             with autocast():
@@ -266,17 +258,8 @@ def _model_salt(loaded: LoadedModel, decode: str = "cpu", compile: bool = False)
 
 def cache_key(loaded: LoadedModel, images: ImageList, split: str, decode: str = "cpu", compile: bool = False) -> str:
     """Covers model, preprocessing, pixel pipeline, benchmark, split, and every file (path, size, modification time)."""
-    return digest(
-        {
-            "model": loaded.spec.identity,
-            "preprocess": repr(loaded.preprocess),
-            "pixels": pixel_pipeline(loaded, decode, compile),
-            "benchmark": images.benchmark,
-            "split": split,
-            "files": [file_stamp(p) for p in images.paths],
-            "labels": images.labels,
-        }
-    )
+    return digest({"model": _model_salt(loaded, decode, compile), "benchmark": images.benchmark, "split": split,
+                   "files": [file_stamp(p) for p in images.paths], "labels": images.labels})
 
 
 def cached_image_features(

@@ -31,7 +31,7 @@ import torch
 
 from s3.errors import S3Error
 
-__all__ = ["ModelSpec", "LoadedModel", "load_model", "resolve_device", "WeightsUnavailable", "ModelError",
+__all__ = ["AUTOCAST_DTYPE", "ModelSpec", "LoadedModel", "load_model", "resolve_device", "WeightsUnavailable", "ModelError",
            "is_torchscript_archive", "quiet_random_init", "is_demo_model", "ACTIVATIONS"]
 
 _CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -42,6 +42,8 @@ _RANDOM = {None, "", "none", "random"}
 
 
 ACTIVATIONS = ("auto", "quick_gelu", "gelu")
+# Mixed precision uses bfloat16: as fast as float16 on Ampere and later GPUs, and it cannot overflow.
+AUTOCAST_DTYPE = torch.bfloat16
 
 
 def is_demo_model(identity: dict[str, Any]) -> bool:
@@ -76,7 +78,7 @@ class ModelSpec:
         pretrained: an open_clip pretrained tag (``openai``), a path to a checkpoint file, or
             ``none`` for random weights created from ``seed``.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:i]``.
-        precision: ``amp`` (autocast to bfloat16/float16 on CUDA, float32 on CPU) or ``fp32``.
+        precision: ``amp`` (bfloat16 autocast on CUDA, float32 on CPU) or ``fp32``.
         seed: seeds random weights.
         activation: ``auto``, ``quick_gelu`` or ``gelu`` (module docstring).
     """
@@ -141,7 +143,8 @@ class ModelSpec:
             "pretrained": weights if not self.random_weights else f"random(seed={self.seed})",
             "activation": self.resolved_activation(),
             # Mixed precision changes the embeddings' last bits, so it is part of their identity.
-            "precision": self.precision if resolve_device(self.device).type == "cuda" else "fp32",
+            "precision": ("amp-bfloat16" if self.precision == "amp" else self.precision)
+            if resolve_device(self.device).type == "cuda" else "fp32",
             "open_clip": open_clip.__version__,
         }
 
@@ -154,10 +157,14 @@ class LoadedModel:
     device: torch.device
     spec: ModelSpec
 
+    @property
+    def amp(self) -> bool:
+        """Whether encoders run under mixed precision (``precision: amp`` on CUDA)."""
+        return self.device.type == "cuda" and self.spec.precision == "amp"
+
     def autocast(self):
-        """Mixed precision on CUDA when ``precision: amp``; a no-op context on CPU."""
-        enabled = self.device.type == "cuda" and self.spec.precision == "amp"
-        return torch.autocast(device_type=self.device.type, enabled=enabled)
+        """bfloat16 autocast on CUDA when ``precision: amp`` (images and texts alike); a no-op otherwise."""
+        return torch.autocast(device_type=self.device.type, dtype=AUTOCAST_DTYPE, enabled=self.amp)
 
 
 def resolve_device(device: str) -> torch.device:
