@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "atomic_torch_save"]
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -24,3 +24,19 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def atomic_torch_save(path: str | Path, obj: object) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically and byte-stably.
+
+    torch.save names the zip archive's top folder after the file it is given; the temporary file's
+    random name would make every save of the same object differ (and DVC rerun everything after it).
+    Through a file object the folder is always ``archive``.
+    """
+    import torch
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+
+    return atomic_write(path, write)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from s3.atomic import atomic_write
+from s3.atomic import atomic_torch_save
 from s3.errors import S3Error
 
 __all__ = ["CorruptFile", "checksum", "save_checked", "load_checked"]
@@ -52,7 +52,7 @@ def checksum(payload: Any) -> str:
 def save_checked(path: str | Path, payload: dict[str, Any]) -> Path:
     """Save ``payload`` with its checksum, atomically (a crash never leaves a half-written file)."""
     record = {"payload": payload, "sha256": checksum(payload)}
-    return atomic_write(path, lambda tmp: torch.save(record, tmp))
+    return atomic_torch_save(path, record)
 
 
 def load_checked(path: str | Path, remedy: str) -> dict[str, Any]:

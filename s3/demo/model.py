@@ -30,7 +30,7 @@ import torch
 from open_clip.loss import ClipLoss
 from PIL import Image
 
-from s3.atomic import atomic_write
+from s3.atomic import atomic_torch_save
 from s3.data.benchmarks import load_benchmark
 from s3.demo.world import WORLD_VERSION
 from s3.encoders.cache import digest
@@ -217,7 +217,7 @@ def train_demo_model(data_root: str | Path, bank_dir: str | Path, out_dir: str |
         seconds = time.perf_counter() - start
     finally:
         torch.set_num_threads(previous)
-    atomic_write(path, lambda tmp: torch.save(model.state_dict(), tmp))
+    atomic_torch_save(path, model.state_dict())
     record = {"key": key, "recipe": asdict(config), "classes": data.names, "images_per_class": [len(x) for x in data.images],
               "seen_synonyms": data.seen, "train_seconds": round(seconds, 1), **losses}
     path.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
