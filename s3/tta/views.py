@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -32,7 +33,7 @@ from s3.encoders.shards import ShardBatch, UnreadableInputs, encode_shards, plan
 from s3.notices import notice
 
 __all__ = ["ViewRecipe", "uses_augmix", "make_views", "encode_views", "view_cache_key", "cached_view_features",
-           "BYTES_PER_VALUE"]
+           "BYTES_PER_VALUE", "evenly_spaced", "recipe_for", "save_view_manifest", "load_view_features"]
 
 BYTES_PER_VALUE = 2  # float16
 
@@ -153,7 +154,7 @@ def cached_view_features(loaded: LoadedModel, images: ImageList, cache: Embeddin
     if len(images) == 0:
         raise DatasetError(f"{images.benchmark}: no images to encode; run `s3 data verify` to see what is missing")
     key = view_cache_key(loaded, images, recipe, split)
-    name = f"{images.benchmark}-{split}-views{recipe.n_views}"
+    name = view_cache_name(images, recipe, split)
     hit = cache.load(name, key)
     if hit is not None:
         return hit, True
@@ -178,3 +179,45 @@ def cached_view_features(loaded: LoadedModel, images: ImageList, cache: Embeddin
     plan.clear()
     notice(f"{cache.kind}: {name}: encoded {len(images) * recipe.n_views} views of {len(images)} images")
     return features, False
+
+
+def evenly_spaced(images: ImageList, max_images: int | None) -> ImageList:
+    """At most ``max_images`` images spread evenly over the list (lists are ordered by class, so a
+    prefix would hold only the first classes); the whole list when ``max_images`` is None."""
+    if max_images is None or max_images >= len(images):
+        return images
+    keep = sorted({round(i * (len(images) - 1) / max(1, max_images - 1)) for i in range(max_images)})
+    return ImageList(images.benchmark, images.classnames, [images.paths[i] for i in keep],
+                     [images.labels[i] for i in keep], images.bank_indices)
+
+
+def recipe_for(benchmark: str, tta: dict) -> ViewRecipe:
+    """The view recipe of a ``tta`` params section (``augmix: auto`` = TPT's choice for the benchmark)."""
+    augmix = uses_augmix(benchmark) if tta["augmix"] == "auto" else bool(tta["augmix"])
+    return ViewRecipe(n_views=tta["n_views"], seed=tta["seed"], augmix=augmix)
+
+
+def save_view_manifest(path: str | Path, features: Features, cache: EmbeddingCache, name: str) -> Path:
+    """The views stage's output: where the cached views are and under which key (the views stay in the
+    cache, ~64 KB per image at 64 views, instead of a second copy under results/)."""
+    record = {"cache_root": str(cache.root), "name": name, "key": features.meta["key"],
+              "meta": {k: v for k, v in features.meta.items() if k != "key"}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def load_view_features(path: str | Path) -> Features:
+    """The cached views a manifest names; refused with what to run when the cache lost them."""
+    record = json.loads(Path(path).read_text())
+    hit = EmbeddingCache(record["cache_root"], "feature cache").load(record["name"], record["key"])
+    if hit is None:
+        from s3.tta.adapt import TTAError
+        raise TTAError(f"{path}: the cached views it names are gone from {record['cache_root']}; run "
+                       f"`dvc repro --force views@{record['meta']['benchmark']}` to encode them again")
+    return hit
+
+
+def view_cache_name(images: ImageList, recipe: ViewRecipe, split: str = "test") -> str:
+    return f"{images.benchmark}-{split}-views{recipe.n_views}"
