@@ -222,7 +222,8 @@ def adapt_batch(views: torch.Tensor, protos: Prototypes, config: TTAConfig, mode
     Returns:
         ``scores`` ``(B, C)`` (``average``: the mean probability of the selected views),
         ``entropy_before`` / ``entropy_after`` ``(B,)`` of the selected views' mean prediction,
-        ``shift`` ``(B,)`` the mean over classes of the offset norm, ``selected`` ``(B, k)``.
+        ``shift`` ``(B,)`` the mean over classes of the offset norm (``free``: the step fraction of the
+        most probable class), ``selected`` ``(B, k)``.
     """
     if mode not in MODES:
         raise TTAError(f"unknown test-time mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -248,7 +249,7 @@ def adapt_batch(views: torch.Tensor, protos: Prototypes, config: TTAConfig, mode
         mean_view = torch.nn.functional.normalize(selected.mean(1), dim=-1)  # (B, D)
         scale, offsets = 1 - a, a[..., None] * mean_view[:, None]
         after = mean_prediction_entropy(shifted_scores(selected, protos, offsets, scale))
-        moved = a.mean(-1)
+        moved = a.amax(-1)  # the step fraction of the most probable class
     scores = shifted_scores(original, protos, offsets, scale)[:, 0]
     return {"scores": scores, "entropy_before": before, "entropy_after": after, "shift": moved, "selected": index}
 
