@@ -206,3 +206,14 @@ def test_dvc_experiments_run_on_the_demo_workspace(workspace):
     shown = dvc(workspace, "exp", "show", "--no-pager", "--md", capture=True).stdout
     assert "soft-max" in shown and "evaluate.temperature" in shown
     assert dvc(workspace, "metrics", "diff", "--md", capture=True).returncode == 0
+
+
+def test_the_test_time_stages_report_ts3_and_its_costs(workspace):
+    records = {p.stem: json.loads(p.read_text()) for p in (workspace / "results/tta/eurosat").glob("*.json")}
+    assert {"ts3", "ts3_free", "views_average", "s3_point_to_local_center"} <= set(records)
+    assert all(r["provenance"]["demo"] for r in records.values())
+    assert records["ts3"]["entropy_after"] <= records["ts3"]["entropy_before"]
+    table = (workspace / "results/report/tta.md").read_text()
+    assert "| ts3 |" in table and "DEMO" in table
+    costs = (workspace / "results/report/tta_costs.csv").read_text()
+    assert "tta/ts3" in costs and "views/encode" in costs

@@ -150,12 +150,14 @@ def run_demo(workspace: str | Path = REPO_ROOT / "runs" / "demo") -> Path:
     dvc(workspace, "repro")
     commit_changes(workspace, "dvc repro")
     print(f"\nDemo finished in {time.perf_counter() - start:.0f} s. Outputs (DEMO numbers, not paper results):")
-    for relative in ("results/report/table.md", "results/report/segmentation.md", "results/report/gain.png",
+    for relative in ("results/report/table.md", "results/report/segmentation.md", "results/report/tta.md",
+                     "results/report/tta_costs.csv", "results/report/gain.png",
                      "results/segment/voc21-examples.png", "results/geometry/accuracy.png",
                      "results/metrics.json", "results/notebooks", "results/html"):
         print(f"  {workspace / relative}")
     print((workspace / "results/report/table.md").read_text())
     print((workspace / "results/report/segmentation.md").read_text())
+    print((workspace / "results/report/tta.md").read_text())
     return workspace
 
 

@@ -11,7 +11,7 @@ To add a section: add a model below and an entry in ``SECTIONS``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -21,6 +21,7 @@ from s3.data.benchmarks import BENCHMARKS
 from s3.errors import S3Error
 from s3.segmentation.datasets import SEG_BENCHMARKS
 from s3.segmentation.dense import VARIANTS
+from s3.tta.adapt import TTA_METHODS
 
 __all__ = ["ParamsError", "SECTIONS", "section_problems", "params_problems", "validate_sections"]
 
@@ -126,6 +127,27 @@ class Evaluate(Section):
     _unique_methods = field_validator("methods")(classmethod(lambda cls, v: _unique(v)))
 
 
+class TTA(Section):
+    n_views: Annotated[int, Field(ge=2)]
+    seed: NonNegativeInt
+    augmix: Union[Literal["auto"], bool]
+    max_images: Optional[PositiveInt]
+    views_batch_size: PositiveInt
+    shard_size: PositiveInt
+    methods: Annotated[list[Literal[tuple(TTA_METHODS)]], Field(min_length=1)]
+    selection: Annotated[float, Field(gt=0, le=1)]
+    include_original: bool
+    steps: NonNegativeInt
+    lr: PositiveFloat
+    weight_decay: NonNegativeFloat
+    free_alpha: Annotated[float, Field(ge=0, le=1)]
+    batch_size: PositiveInt
+    sweep_views: Annotated[list[Annotated[int, Field(ge=2)]], Field(min_length=1)]
+    sweep_selection: Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=1)]
+
+    _unique_methods = field_validator("methods")(classmethod(lambda cls, v: _unique(v)))
+
+
 class World(Section):
     num_classes: Annotated[int, Field(ge=2)]
     dim: Annotated[int, Field(ge=2)]
@@ -195,6 +217,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "text": Text,
     "spaces": Spaces,
     "evaluate": Evaluate,
+    "tta": TTA,
     "geometry": Geometry,
     "segmentation": Segmentation,
     "report": Report,

@@ -1,0 +1,43 @@
+"""The report's test-time block: TS^3 and its baselines next to the methods they adapt, and their cost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from s3.analysis.costs import read_costs
+from s3.report.tables import read_results, summary_table
+from s3.tta.adapt import TTA_METHODS
+
+__all__ = ["TTA_ROWS", "tta_table", "tta_cost_table"]
+
+# Each test-time method right after the method it adapts (the unadapted row, scored on view 0).
+TTA_ROWS = tuple(dict.fromkeys(m for method, (base, _) in TTA_METHODS.items() for m in (base, method)))
+
+
+def tta_table(root: str | Path, benchmarks: list[str], metric: str = "acc1") -> tuple[pd.DataFrame, bool]:
+    """``(table, demo)``: methods x benchmarks (with the group averages of ``summary_table``)."""
+    results = read_results(root)
+    results = results[results.benchmark.isin(benchmarks)]
+    return summary_table(results, [m for m in TTA_ROWS if m in set(results.method)], metric), bool(results.demo.any())
+
+
+def _costs_file(path: Path) -> list[dict]:
+    record = json.loads(path.read_text())
+    return [{**{k: v for k, v in record.items() if k != "costs"}, **cost} for cost in record["costs"]]
+
+
+def tta_cost_table(views_root: str | Path, tta_root: str | Path) -> pd.DataFrame:
+    """Per benchmark and step (``views/encode``, ``tta/<method>``): ms per image, peak MiB, device."""
+    rows = [r for path in sorted(Path(views_root).glob("*.costs.json")) for r in _costs_file(path)]
+    rows += [r for folder in sorted(Path(tta_root).glob("*/costs")) for r in read_costs(folder)]
+    if not rows:
+        return pd.DataFrame(columns=["benchmark", "what", "ms_per_image", "peak_mib", "device", "note"])
+    table = pd.DataFrame([{
+        "benchmark": r["benchmark"], "what": r["what"],
+        "ms_per_image": 1000 * r["seconds"] / r["items"] if r["items"] else float("nan"),
+        "peak_mib": r["peak_bytes"] / 2**20, "device": r["device"],
+        "note": "cache hit (not an encoding time)" if r.get("extra", {}).get("cached") else ""} for r in rows])
+    return table.sort_values(["benchmark", "what"]).reset_index(drop=True)
