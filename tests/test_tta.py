@@ -163,3 +163,14 @@ def test_bad_settings_are_clear_errors():
         TTAConfig(selection=0)
     with pytest.raises(TTAError, match="steps"):
         TTAConfig(steps=-1)
+
+
+def test_published_numbers_are_labelled_and_cover_only_what_papers_report():
+    from s3.report.reference import PUBLISHED_TTA_ACC1
+    from s3.report.tta import published_tta_table
+
+    table = published_tta_table(["imagenet", "eurosat", "imagenet_a"])
+    assert all(name.endswith("(published)") for name in table.index)
+    assert table.loc["TPT (published)", "imagenet_a"] == 54.77
+    assert np.isnan(table.loc["TPS (published)", "eurosat"])  # TPS reports the ImageNet family only
+    assert all(len(v) in (5, 15) for v in PUBLISHED_TTA_ACC1.values())

@@ -8,10 +8,11 @@ from pathlib import Path
 import pandas as pd
 
 from s3.analysis.costs import read_costs
+from s3.report.reference import PUBLISHED_TTA_ACC1
 from s3.report.tables import read_results, summary_table
 from s3.tta.adapt import TTA_METHODS
 
-__all__ = ["TTA_ROWS", "tta_table", "tta_cost_table"]
+__all__ = ["TTA_ROWS", "tta_table", "tta_cost_table", "published_tta_table"]
 
 # Each test-time method right after the method it adapts (the unadapted row, scored on view 0).
 TTA_ROWS = tuple(dict.fromkeys(m for method, (base, _) in TTA_METHODS.items() for m in (base, method)))
@@ -41,3 +42,11 @@ def tta_cost_table(views_root: str | Path, tta_root: str | Path) -> pd.DataFrame
         "peak_mib": r["peak_bytes"] / 2**20, "device": r["device"],
         "note": "cache hit (not an encoding time)" if r.get("extra", {}).get("cached") else ""} for r in rows])
     return table.sort_values(["benchmark", "what"]).reset_index(drop=True)
+
+
+def published_tta_table(benchmarks: list[str]) -> pd.DataFrame:
+    """Published test-time methods (rows, ``"<name> (published)"``) x ``benchmarks``; NaN where a paper
+    reports no number. Never measured here: shown beside a real run, never beside demo numbers."""
+    rows = {f"{name} (published)": {b: numbers.get(b, float("nan")) for b in benchmarks}
+            for name, numbers in PUBLISHED_TTA_ACC1.items()}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=benchmarks)
