@@ -151,7 +151,7 @@ def cone_cosine(b: torch.Tensor, gram: torch.Tensor, valid: torch.Tensor, tolera
             columns on padding).
         valid: ``(S, m)`` bool, real vertices first in each row, False on padding.
         tolerance: KKT tolerance of the float32 pass (the float64 pass uses 1e-12).
-        tables: optional cache for the per-support inverse tables (reuse across chunks).
+        tables: optional cache (a dict) for the float32 per-support inverse table, reused across chunks.
 
     Returns:
         ``(n, S)`` in ``b``'s dtype.
@@ -201,12 +201,15 @@ def cone_cosine(b: torch.Tensor, gram: torch.Tensor, valid: torch.Tensor, tolera
             todo = torch.isnan(sub).nonzero(as_tuple=True)[0]
             if todo.numel() == 0:
                 break
-            key = (dtype, device)
-            if key not in tables:
-                tables[key] = support_inverses(gram, valid.sum(-1), dtype)
-            table, offsets = tables[key]
+            if dtype == b.dtype:  # one table for every simplex, cached across chunks
+                if dtype not in tables:
+                    tables[dtype] = support_inverses(gram, valid.sum(-1), dtype)
+                (table, offsets), row = tables[dtype], rs[todo]
+            else:  # the float64 fallback: only the simplices of the few pairs that need it
+                needed, row = torch.unique(rs[todo], return_inverse=True)
+                table, offsets = support_inverses(gram[needed], valid[needed].sum(-1), dtype)
             sb, sg, sv = rb[todo].to(dtype), gram.index_select(0, rs[todo]).to(dtype), rv[todo]
-            c, done = _active_set(sb, sg, sv, table, offsets[rs[todo]], c0[todo].to(dtype), mask0[todo].clone(),
+            c, done = _active_set(sb, sg, sv, table, offsets[row], c0[todo].to(dtype), mask0[todo].clone(),
                                   tol, max_steps=3 * m + 2)
             if dtype == torch.float64:
                 done[:] = True  # last resort: the best cone point found (never above the optimum)
