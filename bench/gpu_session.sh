@@ -14,7 +14,7 @@
 #   extraction   pipeline vs model only, decode cpu and gpu, eager (bench/extraction.py --compile no)
 #   paper        the whole-paper projection (bench/paper_gpu.py)
 #   segmentation sliding-window segmentation (bench/segmentation.py)
-#   scoring      every point-to-space metric at N=50,000, C=1000 on this machine's CPU (bench/scoring.py)
+#   scoring      every point-to-space metric at N=50,000, C=1000 on this machine's CPU, then on CUDA (bench/scoring.py)
 #   pytest       pytest -m gpu on the test files that hold gpu tests
 #   compile      torch.compile: compile time, compiled model only, compiled pipeline (bench/extraction.py
 #                --compile only); last, as the step most likely to run long
@@ -65,10 +65,13 @@ session() {
     step extraction 90 "$py" bench/extraction.py --compile no --json "$parts/extraction.json" "${s[@]}"
     step paper 175 "$py" bench/paper_gpu.py --json "$parts/paper.json" "${s[@]}"
     step segmentation 45 "$py" bench/segmentation.py --json "$parts/segmentation.json" "${s[@]}"
-    if [ -n "$smoke" ]; then
-        step scoring 75 bash -c "'$py' bench/scoring.py --images 400 --classes 20 --simplex-images 50 --repeats 1 > '$parts/scoring.txt'"
-    else
-        step scoring 75 bash -c "'$py' bench/scoring.py > '$parts/scoring.txt'"
+    if [ -n "$smoke" ]; then  # both runs on the CPU at toy sizes
+        step scoring 75 bash -c "'$py' bench/scoring.py --images 400 --classes 20 --simplex-images 50 --repeats 1 \
+            --reference-images 2 > '$parts/scoring.txt' && '$py' bench/scoring.py --images 400 --classes 20 \
+            --repeats 1 --reference-images 2 --device cpu >> '$parts/scoring.txt'"
+    else  # CPU (2 threads, point-to-simplex on 2,000 images, scaled) then CUDA (all 50,000 images)
+        step scoring 75 bash -c "'$py' bench/scoring.py --simplex-images 2000 --reference-images 5 \
+            > '$parts/scoring.txt'; '$py' bench/scoring.py --device cuda --reference-images 5 >> '$parts/scoring.txt'"
     fi
     cat "$parts/scoring.txt" 2>/dev/null
     gpu_tests=$(grep -l "mark.gpu" tests/*.py | tr '\n' ' ')

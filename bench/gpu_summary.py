@@ -90,7 +90,7 @@ def summary_lines(merged: dict[str, Any]) -> list[str]:
     else:
         lines.append("projection: NOT measured")
     if merged.get("scoring"):
-        lines.append("scoring (CPU of this machine):")
+        lines.append("scoring (CPU of this machine, then CUDA):")
         lines += ["  " + line for line in merged["scoring"].strip().splitlines() if line.startswith(("|", "#"))]
     if merged.get("pytest"):
         tail = [line for line in merged["pytest"].strip().splitlines() if line.strip()]

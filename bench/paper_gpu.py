@@ -111,8 +111,7 @@ def measure_all(args: argparse.Namespace, params: dict, work: Path) -> tuple[dic
         counts = projection.synonym_counts(bank / f"{info.bank}.jsonl", info.num_classes, benchmark)
         text, measured["spaces_build_s"][benchmark] = measure.synthetic_text_side(counts, dim, config)
         n = min(info.num_test, args.scoring_images or info.num_test)
-        scored = measure.scoring_seconds(text, n, methods, device, dim, {"s3_point_to_simplex": args.simplex_images},
-                                         simplex_sweeps=params["evaluate"]["simplex_sweeps"])
+        scored = measure.scoring_seconds(text, n, methods, device, dim, {"s3_point_to_simplex": args.simplex_images})
         scale = info.num_test / n  # linear in N (only when --scoring-images caps N)
         measured["scoring_s"][benchmark] = {m: {**v, "seconds": v["seconds"] * scale, "scaled": float(
             v["scaled"] or n < info.num_test)} for m, v in scored.items()}

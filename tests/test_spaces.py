@@ -141,3 +141,36 @@ def test_zero_embedding_is_a_clear_error():
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="radius_rule"):
         SpaceConfig(radius_rule="median")
+
+
+def gudhi_maximal_simplices(dist, eps, top):
+    """Reference: gudhi's Vietoris-Rips simplex tree, maximal = top-dimensional or without a coface."""
+    import gudhi
+
+    tree = gudhi.RipsComplex(distance_matrix=dist, max_edge_length=float(np.nextafter(eps, np.inf))
+                             ).create_simplex_tree(max_dimension=top)
+    simplices = [frozenset(s) for s, _ in tree.get_simplices() if len(s) - 1 <= top]
+    return sorted(tuple(sorted(s)) for s in simplices
+                  if len(s) == top + 1 or not any(s < other for other in simplices))
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("max_dimension", [None, 0, 2, 4])
+def test_maximal_cliques_equal_gudhis_maximal_simplices(seed, max_dimension):
+    rng = np.random.default_rng(100 + seed)
+    k = int(rng.integers(1, 13))
+    dist = pairwise_distances(unit_rows(rng, k, d=4))
+    eps = float(np.quantile(dist, rng.uniform(0.05, 0.95)))
+    top = k - 1 if max_dimension is None else min(max_dimension, k - 1)
+    assert vietoris_rips_maximal_simplices(dist, eps, max_dimension) == gudhi_maximal_simplices(dist, eps, top)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_components_are_numbered_like_scipy(seed):
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, 14))
+    dist = pairwise_distances(unit_rows(rng, k, d=3))
+    eps = float(np.quantile(dist, rng.uniform(0.0, 0.9)))
+    np.testing.assert_array_equal(components_at(dist, eps), connected_components(dist <= eps, directed=False)[1])

@@ -223,8 +223,7 @@ def synthetic_text_side(synonym_counts: Sequence[int], dim: int, config: SpaceCo
 
 @torch.no_grad()
 def scoring_seconds(text: TextSide, num_images: int, methods: Sequence[str], device: torch.device,
-                    dim: int, subset: dict[str, int] | None = None, seed: int = 0,
-                    simplex_sweeps: int = 100) -> dict[str, dict[str, float]]:
+                    dim: int, subset: dict[str, int] | None = None, seed: int = 0) -> dict[str, dict[str, float]]:
     """Seconds of ``score_method`` for each method on ``num_images`` random unit features on ``device``.
 
     Args:
@@ -242,8 +241,8 @@ def scoring_seconds(text: TextSide, num_images: int, methods: Sequence[str], dev
         x = features[:n]
         # A subset method is slow by nature: one untimed call at a few images, then one timed call.
         if n < num_images:
-            score_method(method, x[:8], text, None, simplex_sweeps)
-        seconds = best_seconds(lambda: score_method(method, x, text, None, simplex_sweeps), device,
+            score_method(method, x[:8], text, None)
+        seconds = best_seconds(lambda: score_method(method, x, text, None), device,
                                repeats=1 if n < num_images else 2, warmup=0 if n < num_images else 1)
         out[method] = {"seconds": seconds * num_images / n, "measured_images": n, "scaled": float(n < num_images)}
     return out

@@ -30,7 +30,6 @@ def score_method(
     images: torch.Tensor,
     text: TextSide,
     temperature: float | None = None,
-    simplex_sweeps: int = 100,
 ) -> torch.Tensor:
     """``(N, C)`` scores of one method.
 
@@ -47,6 +46,5 @@ def score_method(
         grouped = text.synonym_items.to(device)
         return grouped.reduce(images @ grouped.items.T, "max")
     if method.startswith("s3_") and method[3:] in METRICS:
-        return score(images, text.stacked.to(device), method[3:], temperature=temperature,
-                     simplex_sweeps=simplex_sweeps)
+        return score(images, text.stacked.to(device), method[3:], temperature=temperature)
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")

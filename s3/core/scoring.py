@@ -20,6 +20,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
+from s3.core.simplex import cone_cosine
 from s3.core.spaces import SynonymSpace
 
 Reduction = Literal["max", "mean", "softmax"]
@@ -180,98 +181,24 @@ def point_to_local_center(
                     lambda x, out: centers.reduce(x @ centers.items.T, reduction, temperature, out))
 
 
-def _coordinate_descent(a: torch.Tensor, b: torch.Tensor, gram: torch.Tensor, valid: torch.Tensor,
-                        sweeps: int) -> torch.Tensor:
-    """Cyclic exact coordinate descent on min_{a >= 0} 1 - 2 b.a + a^T G a, in place.
-
-    Shapes: ``a``, ``b`` ``(n, S, m)``; ``gram`` ``(S, m, m)`` (unit diagonal on real vertices,
-    zero rows on padding, so padding coefficients stay 0); ``valid`` ``(S, m)``.
-    """
-    for _ in range(sweeps):
-        for j in range(b.shape[-1]):
-            step = b[..., j] - (a * gram[:, j, :]).sum(dim=-1)
-            a[..., j] = (a[..., j] + step).clamp_min(0) * valid[:, j]
-    return a
-
-
-def _cosine_of(coeffs: torch.Tensor, b: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
-    """v.p / |p| for p = T coeffs (``(n, S)``)."""
-    norm_sq = torch.einsum("nsi,sij,nsj->ns", coeffs, gram.to(coeffs.dtype), coeffs).clamp_min(1e-24)
-    return (coeffs * b.to(coeffs.dtype)).sum(dim=-1) / norm_sq.sqrt()
-
-
-def _polish(a: torch.Tensor, b: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
-    """Cosine of the exact (float64) solution of G_PP a_P = b_P on the support P of ``a``;
-    -2 where that solution is unusable (singular, or negative so not in the cone)."""
-    support = (a > 0).double()
-    eye = torch.eye(b.shape[-1], dtype=torch.float64, device=b.device)
-    system = gram.double() * support[..., :, None] * support[..., None, :] + eye * (1 - support[..., None, :])
-    exact, info = torch.linalg.solve_ex(system, (b.double() * support).unsqueeze(-1))
-    exact = exact.squeeze(-1)
-    usable = (info == 0) & (exact >= -1e-12).all(dim=-1) & (support.sum(-1) > 0)
-    return torch.where(usable, _cosine_of(exact.clamp_min(0) * support, b, gram),
-                       torch.full_like(exact[..., 0], -2.0))
-
-
-def _cone_cosine(b: torch.Tensor, gram: torch.Tensor, valid: torch.Tensor, sweeps: int,
-                 first_sweeps: int = 10, tolerance: float = 1e-4) -> torch.Tensor:
-    """Largest cosine between a unit vector v and the cone spanned by unit vectors T.
-
-    Solves min_{a >= 0} |v - T a|^2 = 1 - 2 b.a + a^T G a (non-negative least squares in Gram
-    form) by exact coordinate descent warm-started at the best vertex. After ``first_sweeps``,
-    pairs whose optimality (KKT) violation is below ``tolerance`` are done; the few others get
-    up to ``sweeps`` in all and an exact solve on their support. The value returned is
-    v.p / |p| for an actual cone point p = T a, so it never overestimates the optimum.
-
-    Args:
-        b: ``(n, S, m)`` inner products v . t_j (padding vertices: anything).
-        gram: ``(S, m, m)`` Gram matrices T^T T (unit diagonal on real vertices).
-        valid: ``(S, m)`` bool, False on padding vertices.
-        sweeps: the most coordinate-descent sweeps any pair gets.
-
-    Returns:
-        ``(n, S)``.
-    """
-    b = b.masked_fill(~valid, float("-inf"))
-    best_vertex_cosine, best_vertex = b.max(dim=-1, keepdim=True)
-    best_vertex_cosine = best_vertex_cosine.squeeze(-1)
-    b = b.masked_fill(~valid, 0.0)
-    a = torch.zeros_like(b).scatter_(-1, best_vertex, best_vertex_cosine.clamp_min(0)[..., None])
-    a = _coordinate_descent(a, b, gram, valid, min(first_sweeps, sweeps))
-    gradient = b - torch.einsum("sij,nsj->nsi", gram, a)  # b - G a
-    # KKT: zero gradient on the support, no positive gradient off it.
-    violation = torch.where(a > 0, gradient.abs(), gradient.clamp_min(0)).masked_fill(~valid, 0).amax(dim=-1)
-    # |p|^2 = a.G a = a.(b - gradient) and v.p = a.b: no second pass over the Gram matrices.
-    cosine = (a * b).sum(-1) / (a * (b - gradient)).sum(-1).clamp_min(1e-24).sqrt()
-    hard = ((violation > tolerance) & (best_vertex_cosine > 0)).nonzero(as_tuple=True)
-    if hard[0].numel() and sweeps > first_sweeps:
-        # The hard pairs, as one batch of n=1 problems with their own Gram matrices.
-        sub_b, sub_gram, sub_valid = b[hard][None], gram[hard[1]], valid[hard[1]]
-        sub_a = _coordinate_descent(a[hard][None].clone(), sub_b, sub_gram, sub_valid, sweeps - first_sweeps)
-        sub_exact = _polish(sub_a, sub_b, sub_gram)
-        sub_cosine = torch.maximum(_cosine_of(sub_a.double(), sub_b, sub_gram), sub_exact)[0].to(cosine.dtype)
-        cosine[hard] = torch.maximum(cosine[hard], sub_cosine)
-    # No vertex with a positive cosine: the cone projection is 0 and the best hull point is a vertex.
-    return torch.where(best_vertex_cosine > 0, cosine, best_vertex_cosine)
-
-
-def point_to_simplex(
-    images: torch.Tensor, spaces: StackedSpaces, sweeps: int = 100, chunk_size: int = 512
-) -> torch.Tensor:
+def point_to_simplex(images: torch.Tensor, spaces: StackedSpaces, chunk_size: int = 1024) -> torch.Tensor:
     """``(N, C)``: the largest cosine between an image and any point of a class's simplices.
 
     For each simplex, the best point of its convex hull lies on the ray of the non-negative least
-    squares projection of the image onto the simplex's cone (cosine ignores scale).
+    squares projection of the image onto the simplex's cone (cosine ignores scale); it is solved
+    exactly in the simplex's own coordinates by ``s3.core.simplex.cone_cosine`` from the
+    image-vertex products and the vertices' Gram matrices.
     """
     simplices = spaces.simplices
-    verts = simplices.items  # (S, m, D), zero rows pad smaller simplices
+    verts = simplices.items  # (S, m, D), zero rows pad smaller simplices (after the real ones)
     valid = verts.abs().sum(dim=-1) > 0
-    gram = torch.einsum("smd,snd->smn", verts, verts)  # (S, m, m)
+    gram = torch.einsum("smd,snd->smn", verts, verts)  # (S, m, m), once per call
     flat = verts.reshape(-1, verts.shape[-1])
+    tables: dict = {}  # per-support inverses, built on the first chunk and reused
 
     def chunk_scores(x: torch.Tensor, out: torch.Tensor) -> None:
         b = (x @ flat.T).reshape(x.shape[0], verts.shape[0], verts.shape[1])
-        simplices.reduce(_cone_cosine(b, gram, valid, sweeps), "max", out=out)
+        simplices.reduce(cone_cosine(b, gram, valid, tables=tables), "max", out=out)
 
     return _chunked(images, spaces.num_classes, chunk_size, chunk_scores)
 
@@ -284,7 +211,6 @@ def score(
     spaces: StackedSpaces,
     metric: str,
     temperature: float | None = None,
-    simplex_sweeps: int = 100,
 ) -> torch.Tensor:
     """Dispatch by metric name (one of ``METRICS``); ``temperature`` switches local centers to soft-max."""
     if metric == "point_to_point_max":
@@ -294,7 +220,7 @@ def score(
     if metric == "point_to_center":
         return point_to_center(images, spaces)
     if metric == "point_to_simplex":
-        return point_to_simplex(images, spaces, sweeps=simplex_sweeps)
+        return point_to_simplex(images, spaces)
     if metric == "point_to_local_center":
         if temperature:
             return point_to_local_center(images, spaces, "softmax", temperature)

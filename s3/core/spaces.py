@@ -9,18 +9,19 @@ each one a parameter, see README "What is reconstructed"):
 3. a radius ``epsilon`` is chosen by a rule (global value, MST quantile, largest H0 gap);
 4. the connected components of the epsilon-graph: the largest one is kept (ties go to the component
    holding the class label, vertex 0), the others are outlier synonyms;
-5. the Vietoris-Rips complex of the kept vertices at epsilon (gudhi), up to ``max_dimension``; its
-   maximal simplices are the space, and their normalised vertex means are the *local centers*.
+5. the Vietoris-Rips complex of the kept vertices at epsilon, up to ``max_dimension`` (its maximal
+   simplices are the maximal cliques of the epsilon-graph, found directly; tested against gudhi);
+   they are the space, and their normalised vertex means are the *local centers*.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Literal, Sequence
 
 import gudhi
 import numpy as np
-from scipy.sparse.csgraph import connected_components
 
 Distance = Literal["cosine", "angular"]
 RadiusRule = Literal["global", "mst_quantile", "largest_gap"]
@@ -206,11 +207,17 @@ def choose_radius(death_times: np.ndarray, config: SpaceConfig) -> float:
 def components_at(distances: np.ndarray, epsilon: float) -> np.ndarray:
     """Connected-component label of each vertex in the graph of edges with length <= epsilon.
 
+    Reachability by repeated squaring of the (tiny, K x K) adjacency matrix; components are
+    numbered in the order of their lowest vertex (as scipy's ``connected_components`` does).
+
     Returns:
         ``(K,)`` int labels in ``0 .. n_components - 1``.
     """
-    _, labels = connected_components(distances <= epsilon, directed=False)
-    return labels
+    reach = (distances <= epsilon) | np.eye(len(distances), dtype=bool)
+    for _ in range(max(1, int(np.ceil(np.log2(max(len(distances), 2)))))):
+        reach = (reach.astype(np.int32) @ reach.astype(np.int32)) > 0
+    _, labels = np.unique(reach.argmax(axis=1), return_inverse=True)  # lowest reachable vertex
+    return labels.reshape(-1)
 
 
 def keep_largest_component(labels: np.ndarray, label_vertex: int = 0) -> np.ndarray:
@@ -228,13 +235,39 @@ def keep_largest_component(labels: np.ndarray, label_vertex: int = 0) -> np.ndar
     return np.nonzero(labels == winner)[0]
 
 
+def _maximal_cliques(adjacent: np.ndarray) -> list[int]:
+    """Maximal cliques of a small graph as vertex bitmasks (Bron-Kerbosch with pivoting)."""
+    k = len(adjacent)
+    rows = (adjacent & ~np.eye(k, dtype=bool)).astype(np.int64)
+    neighbours = [int(n) for n in rows @ (np.int64(1) << np.arange(k, dtype=np.int64))]
+    cliques: list[int] = []
+
+    def expand(clique: int, candidates: int, excluded: int) -> None:
+        if not candidates and not excluded:
+            cliques.append(clique)
+            return
+        pool = candidates | excluded
+        pivot = max((u for u in range(k) if pool >> u & 1), key=lambda u: (candidates & neighbours[u]).bit_count())
+        for v in range(k):
+            if (candidates & ~neighbours[pivot]) >> v & 1:
+                expand(clique | 1 << v, candidates & neighbours[v], excluded & neighbours[v])
+                candidates &= ~(1 << v)
+                excluded |= 1 << v
+
+    expand(0, (1 << k) - 1, 0)
+    return cliques
+
+
 def vietoris_rips_maximal_simplices(
     distances: np.ndarray, epsilon: float, max_dimension: int | None = None
 ) -> list[tuple[int, ...]]:
     """Maximal simplices of the Vietoris-Rips complex at radius epsilon.
 
-    The complex comes from gudhi; a simplex is maximal when it has the top allowed dimension or no
-    vertex outside it is within epsilon of all its vertices (so no coface exists).
+    The Vietoris-Rips complex is the clique complex of the epsilon-graph, so its maximal simplices
+    are the graph's maximal cliques (Bron-Kerbosch on bitmasks; K is small). Truncated at
+    ``max_dimension``, a simplex is maximal when it has the top allowed dimension or is a maximal
+    clique: the top-dimensional ones are every (top + 1)-subset of a larger maximal clique.
+    (tests/test_spaces.py checks this against gudhi's complex and a brute-force enumeration.)
 
     Args:
         distances: ``(k, k)`` distance matrix.
@@ -246,25 +279,13 @@ def vietoris_rips_maximal_simplices(
     """
     k = distances.shape[0]
     top = k - 1 if max_dimension is None else min(max_dimension, k - 1)
-    # gudhi keeps edges with length <= max_edge_length; nudge so float ties at epsilon stay in.
-    tree = gudhi.RipsComplex(
-        distance_matrix=distances, max_edge_length=float(np.nextafter(epsilon, np.inf))
-    ).create_simplex_tree(max_dimension=top)
-    adjacent = distances <= epsilon
-    by_dim: dict[int, list[list[int]]] = {}
-    for simplex, _ in tree.get_simplices():
-        if len(simplex) - 1 <= top:  # gudhi inserts edges even for max_dimension=0
-            by_dim.setdefault(len(simplex) - 1, []).append(simplex)
-    maximal: list[tuple[int, ...]] = []
-    for dim, simplices in by_dim.items():
-        arr = np.asarray(simplices)  # (n, dim + 1)
-        if dim == top:
-            keep = np.ones(len(arr), dtype=bool)
+    maximal: set[tuple[int, ...]] = set()
+    for mask in _maximal_cliques(distances <= epsilon):
+        clique = tuple(v for v in range(k) if mask >> v & 1)
+        if len(clique) <= top + 1:
+            maximal.add(clique)
         else:
-            common = adjacent[arr].all(axis=1)  # (n, k): vertices adjacent to every vertex
-            common[np.arange(len(arr))[:, None], arr] = False
-            keep = ~common.any(axis=1)
-        maximal.extend(tuple(sorted(int(v) for v in s)) for s in arr[keep])
+            maximal.update(combinations(clique, top + 1))
     return sorted(maximal)
 
 

@@ -122,7 +122,6 @@ class Spaces(Section):
 class Evaluate(Section):
     methods: Annotated[list[Method], Field(min_length=1)]
     temperature: Optional[PositiveFloat]
-    simplex_sweeps: PositiveInt
 
     _unique_methods = field_validator("methods")(classmethod(lambda cls, v: _unique(v)))
 
@@ -181,7 +180,6 @@ class Segmentation(Section):
     max_images: Optional[PositiveInt]
     examples: PositiveInt
     temperature: Optional[PositiveFloat]
-    simplex_sweeps: PositiveInt
     methods: Annotated[list[Method], Field(min_length=1)]
 
     _unique_lists = field_validator("datasets", "methods")(classmethod(lambda cls, v: _unique(v)))

@@ -145,7 +145,6 @@ def evaluate_segmentation(
     methods: Sequence[str],
     config: SlideConfig,
     temperature: float | None = None,
-    simplex_sweeps: int = 100,
     max_images: int | None = None,
     keep_examples: int = 0,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
@@ -174,7 +173,7 @@ def evaluate_segmentation(
         flat = features.reshape(-1, features.shape[-1])
         predictions = {}
         for method in methods:
-            scores = score_method(method, flat, text, temperature, simplex_sweeps)
+            scores = score_method(method, flat, text, temperature)
             scores = scores.reshape(*features.shape[:3], -1)
             scores = slide_scores(boxes, scores, padded, tuple(pixels.shape[1:]), config.window)
             predictions[method] = predict(scores, tuple(mask.shape), config.background, config.bg_threshold)
