@@ -6,7 +6,7 @@ import torch
 
 from s3.core.scoring import StackedSpaces, score
 from s3.core.spaces import SpaceConfig, build_space
-from s3.tta.adapt import (Prototypes, TTAConfig, TTAError, adapt_batch, adapt_offsets, mean_prediction_entropy,
+from s3.tta.adapt import (Prototypes, TTAConfig, TTAError, adapt_batch, mean_prediction_entropy,
                           shifted_scores)
 from s3.tta.select import num_selected, prediction_entropy, select_confident
 

@@ -65,8 +65,10 @@ class _ImageFiles(Dataset):
     """Decodes and preprocesses one image; an unreadable one is reported, not raised, so a single bad
     file does not throw away the batches around it."""
 
-    def __init__(self, images: ImageList, positions: Sequence[int], transform: Callable) -> None:
+    def __init__(self, images: ImageList, positions: Sequence[int], transform: Callable,
+                 with_position: bool = False) -> None:
         self.images, self.positions, self.transform = images, list(positions), transform
+        self.with_position = with_position
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -75,7 +77,8 @@ class _ImageFiles(Dataset):
         position = self.positions[i]
         try:
             with Image.open(self.images.paths[position]) as image:
-                return position, self.transform(image.convert("RGB")), ""
+                rgb = image.convert("RGB")
+                return position, self.transform(rgb, position) if self.with_position else self.transform(rgb), ""
         except (OSError, ValueError, SyntaxError) as error:  # PIL raises all three for damaged files
             return position, None, f"{type(error).__name__}: {error}"
 
@@ -88,9 +91,14 @@ def _collate(items: list[tuple[int, torch.Tensor | None, str]]) -> PixelBatch:
 
 
 def pixel_batches(images: ImageList, positions: Sequence[int], preprocess: Callable, batch_size: int,
-                  num_workers: int, pin_memory: bool = False) -> Iterator[PixelBatch]:
-    """Decode and preprocess the images at ``positions`` in DataLoader workers, in order."""
-    loader = DataLoader(_ImageFiles(images, positions, preprocess), batch_size=batch_size, num_workers=num_workers,
+                  num_workers: int, pin_memory: bool = False, with_position: bool = False) -> Iterator[PixelBatch]:
+    """Decode and preprocess the images at ``positions`` in DataLoader workers, in order.
+
+    ``preprocess(image)`` returns ``(3, H, W)``; with ``with_position`` it is ``preprocess(image, position)``
+    and may return any fixed shape (the test-time views: ``(V, 3, H, W)``, seeded by position).
+    """
+    loader = DataLoader(_ImageFiles(images, positions, preprocess, with_position), batch_size=batch_size,
+                        num_workers=num_workers,
                         pin_memory=pin_memory, collate_fn=_collate, persistent_workers=False)
     yield from loader
 

@@ -34,7 +34,7 @@ import torch
 from s3.core.scoring import GroupedItems
 from s3.core.text_side import BASELINE_TEMPLATES, TextSide
 from s3.errors import S3Error
-from s3.tta.select import LOGIT_SCALE, prediction_entropy, select_confident
+from s3.tta.select import LOGIT_SCALE, select_confident
 
 __all__ = ["TTAConfig", "Prototypes", "prototypes_for", "shifted_scores", "mean_prediction_entropy",
            "adapt_offsets", "adapt_batch", "run_tta", "MODES", "TTA_METHODS", "TTAError"]

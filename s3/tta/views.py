@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from s3.data.benchmarks import BENCHMARKS, DatasetError, ImageList
 from s3.encoders.cache import EmbeddingCache, Features, digest
-from s3.encoders.images import _model_salt, check_image_files, file_stamp, image_tower
+from s3.encoders.images import _model_salt, check_image_files, file_stamp, image_tower, pixel_batches
 from s3.encoders.models import LoadedModel
 from s3.encoders.shards import ShardBatch, UnreadableInputs, encode_shards, plan_shards
 from s3.notices import notice
@@ -90,28 +90,6 @@ def make_views(image: Image.Image, position: int, preprocess: Callable, recipe: 
     return torch.stack(views)
 
 
-class _ViewFiles(Dataset):
-    def __init__(self, images: ImageList, positions: Sequence[int], preprocess: Callable, recipe: ViewRecipe) -> None:
-        self.images, self.positions, self.preprocess, self.recipe = images, list(positions), preprocess, recipe
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
-        position = self.positions[i]
-        try:
-            with Image.open(self.images.paths[position]) as image:
-                return position, make_views(image.convert("RGB"), position, self.preprocess, self.recipe), ""
-        except (OSError, ValueError, SyntaxError) as error:
-            return position, None, f"{type(error).__name__}: {error}"
-
-
-def _collate(items):
-    good = [(i, x) for i, x, _ in items if x is not None]
-    pixels = torch.stack([x for _, x in good]) if good else torch.zeros(0)
-    return torch.tensor([i for i, _ in good], dtype=torch.long), pixels, [(i, r) for i, x, r in items if x is None]
-
-
 @torch.no_grad()
 def encode_views(loaded: LoadedModel, images: ImageList, positions: Sequence[int], recipe: ViewRecipe,
                  batch_size: int = 4, num_workers: int = 4) -> Iterator[ShardBatch]:
@@ -121,8 +99,8 @@ def encode_views(loaded: LoadedModel, images: ImageList, positions: Sequence[int
         ``ShardBatch`` rows ``views`` ``(B, V, D)`` float16 and ``labels`` ``(B,)`` int64.
     """
     labels = torch.tensor(images.labels, dtype=torch.long)
-    loader = DataLoader(_ViewFiles(images, positions, loaded.preprocess, recipe), batch_size=batch_size,
-                        num_workers=num_workers, collate_fn=_collate, persistent_workers=False)
+    views_of = partial(make_views, preprocess=loaded.preprocess, recipe=recipe)
+    loader = pixel_batches(images, positions, views_of, batch_size, num_workers, with_position=True)
     tower = image_tower(loaded, False, batch_size * recipe.n_views)
     for indices, pixels, failed in loader:
         views = torch.zeros(0, recipe.n_views, 0, dtype=torch.float16)
