@@ -16,6 +16,7 @@ Axes (the ``ablations`` section of params.yaml):
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -51,7 +52,7 @@ def _label(value: Any) -> str:
 
 def run_grid(images: torch.Tensor, labels: torch.Tensor, text: TextSide,
              template_embeddings: dict[str, list[np.ndarray]], spaces: dict[str, Any],
-             ablations: dict[str, Any]) -> pd.DataFrame:
+             ablations: dict[str, Any], timings: dict[str, float] | None = None) -> pd.DataFrame:
     """Every (axis, value, method) accuracy.
 
     Args:
@@ -60,6 +61,7 @@ def run_grid(images: torch.Tensor, labels: torch.Tensor, text: TextSide,
         template_embeddings: template set -> C arrays ``(K_c, D)`` of synonym embeddings.
         spaces: the ``spaces`` section (the values of every axis not varied).
         ablations: the ``ablations`` section.
+        timings: if given, filled with the wall seconds of each axis (space builds included).
 
     Returns:
         Rows ``axis, value, method, acc1`` (value as a string; ``all`` for null).
@@ -74,24 +76,38 @@ def run_grid(images: torch.Tensor, labels: torch.Tensor, text: TextSide,
             rows.append({"axis": axis, "value": _label(value), "method": method,
                          "acc1": accuracy(score_method(method, images, side, t), labels)})
 
+    clock = [time.perf_counter()]
+
+    def tick(axis: str) -> None:
+        now = time.perf_counter()
+        if timings is not None:
+            timings[axis] = timings.get(axis, 0.0) + now - clock[0]
+        clock[0] = now
+
     with torch.no_grad():
         for k in ablations["num_synonyms"]:
             add("num_synonyms", k, variant(text, [e[:k] if k else e for e in base], spaces))
+        tick("num_synonyms")
         for rule, key in (("global", "epsilon"), ("mst_quantile", "mst_quantile"), ("largest_gap", "min_gap")):
             for value in ablations[key]:
                 add(key, value, variant(text, base, {**spaces, "radius_rule": rule, key: value}),
                     [m for m in methods if m.startswith("s3_")])
+            tick(key)
         for dim in ablations["max_dimension"]:
             add("max_dimension", dim, variant(text, base, {**spaces, "max_dimension": dim}),
                 [m for m in methods if m.startswith("s3_")])
+        tick("max_dimension")
         for kind in ablations["templates"]:
             add("templates", kind, variant(text, template_embeddings[kind], {**spaces, "templates": kind}))
+        tick("templates")
         if "s3_point_to_local_center" in methods:
             add("local_center", "simplex", text, ["s3_point_to_local_center"])
         for k in ablations["adaptive_k"]:
             scores = point_to_adaptive_center(images, text.stacked.vertices, k)
             rows.append({"axis": "local_center", "value": f"adaptive-{k}", "method": "s3_point_to_local_center",
                          "acc1": accuracy(scores, labels)})
+        tick("local_center")
         for t in ablations["temperature"]:
             add("temperature", t, text, ["s3_point_to_local_center"], temperature=t)
+        tick("temperature")
     return pd.DataFrame(rows, columns=["axis", "value", "method", "acc1"])
