@@ -93,7 +93,7 @@ def test_grid_encodes_nothing(monkeypatch):
     assert k1.nunique() == 1
     # the hard-max temperature row equals the method as built ("simplex" local center).
     lc = grid[grid["method"] == "s3_point_to_local_center"].set_index(["axis", "value"])["acc1"]
-    assert lc[("temperature", "all")] == lc[("local_center", "simplex")]
+    assert lc[("temperature", "hard")] == lc[("local_center", "simplex")]
     grids = grid.assign(benchmark="eurosat", demo=False)
     table = axis_table(grids, "num_synonyms")
     assert "avg fine-grained" in table.columns and "avg shift" not in table.columns

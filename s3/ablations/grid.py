@@ -46,8 +46,10 @@ def variant(text: TextSide, embeddings: Sequence[np.ndarray], spaces: dict[str, 
                     build_spaces(embeddings, config, text.classnames), {**text.info, "spaces": dict(spaces)})
 
 
-def _label(value: Any) -> str:
-    return "all" if value is None else str(value)
+def _label(value: Any, axis: str = "") -> str:
+    if value is None:  # null means "no limit" for K and max_dimension, "hard max" for the temperature
+        return "hard" if axis == "temperature" else "all"
+    return str(value)
 
 
 def run_grid(images: torch.Tensor, labels: torch.Tensor, text: TextSide,
@@ -64,7 +66,7 @@ def run_grid(images: torch.Tensor, labels: torch.Tensor, text: TextSide,
         timings: if given, filled with the wall seconds of each axis (space builds included).
 
     Returns:
-        Rows ``axis, value, method, acc1`` (value as a string; ``all`` for null).
+        Rows ``axis, value, method, acc1`` (value as a string; null is ``all``, ``hard`` for the temperature).
     """
     methods = list(ablations["methods"])
     base = [s.embeddings for s in text.spaces]
@@ -73,7 +75,7 @@ def run_grid(images: torch.Tensor, labels: torch.Tensor, text: TextSide,
     def add(axis: str, value: Any, side: TextSide, chosen: Sequence[str] = methods, temperature=None) -> None:
         for method in chosen:
             t = temperature if method == "s3_point_to_local_center" else None
-            rows.append({"axis": axis, "value": _label(value), "method": method,
+            rows.append({"axis": axis, "value": _label(value, axis), "method": method,
                          "acc1": accuracy(score_method(method, images, side, t), labels)})
 
     clock = [time.perf_counter()]

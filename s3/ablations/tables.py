@@ -62,9 +62,13 @@ def claims(grids: pd.DataFrame, demo: bool, method: str = "s3_point_to_local_cen
         if sub.empty:
             continue
         means = sub.groupby("value", sort=False)["acc1"].mean()
-        best = means.idxmax()
-        worst = means.idxmin()
-        lines.append(f"- {axis}: {best} wins ({means[best]:.2f}%); worst {worst} ({means[worst]:.2f}%)")
+        best, worst = means.idxmax(), means.idxmin()
+        if means[best] - means[worst] < 1e-9:
+            lines.append(f"- {axis}: every value ties ({means[best]:.2f}%) over {', '.join(means.index)}")
+            continue
+        tied = [v for v in means.index if means[best] - means[v] < 1e-9]
+        lines.append(f"- {axis}: {' = '.join(tied)} {'wins' if len(tied) == 1 else 'tie for best'} ({means[best]:.2f}%); "
+                     f"worst {worst} ({means[worst]:.2f}%, {means[best] - means[worst]:.2f} points lower)")
     return "\n".join(lines) + "\n"
 
 

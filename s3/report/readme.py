@@ -17,6 +17,7 @@ __all__ = ["BLOCKS", "fill_blocks", "main"]
 BLOCKS = {
     "demo-table": "results/report/table.md",
     "demo-segmentation": "results/report/segmentation.md",
+    "demo-ablations": "results/ablations/report/claims.md",
 }
 
 
