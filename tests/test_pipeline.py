@@ -196,3 +196,17 @@ def test_dvc_experiments_run_on_the_demo_workspace(workspace):
     shown = dvc(workspace, "exp", "show", "--no-pager", "--md", capture=True).stdout
     assert "soft-max" in shown and "evaluate.temperature" in shown
     assert dvc(workspace, "metrics", "diff", "--md", capture=True).returncode == 0
+
+
+def test_an_ablations_change_reruns_only_the_ablation_stages(workspace):
+    grid = workspace / "results/ablations/grid/eurosat.csv"
+    before = grid.read_text()
+    original = edit_params(workspace, "ablations", "adaptive_k", [1, 4])
+    try:
+        result = repro(workspace)
+        assert result.returncode == 0, result.stdout + result.stderr
+        ran = set(re.findall(r"Running stage '([^']+)'", result.stdout))
+        assert ran == {"ablate@eurosat", "ablations", "html"}, ran
+        assert "adaptive-4" in grid.read_text() and grid.read_text() != before
+    finally:
+        (workspace / "params.yaml").write_text(original)
