@@ -31,6 +31,14 @@ from s3.core.text_side import TextSide  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class _Printed(dict):
+    """Timings printed as each axis finishes (a run cut short still reports the axes it did)."""
+
+    def __setitem__(self, axis: str, seconds: float) -> None:
+        super().__setitem__(axis, seconds)
+        print(f"  {axis:14s} {seconds:8.1f} s", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=50_000)
@@ -66,15 +74,13 @@ def main() -> int:
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
     sets = {kind: [perturbed(s) for s in synonyms] for kind in ("single", "coop", "ensemble80")}
-    timings: dict[str, float] = {}
+    print(f"ablation grid: N={args.images} C={args.classes} K={args.synonyms} D={args.dim}, {args.threads} threads, "
+          f"methods {ablations['methods']}", flush=True)
+    timings: dict[str, float] = _Printed()
     start = time.perf_counter()
     grid = run_grid(images, labels, text, sets, spaces, ablations, timings)
     total = time.perf_counter() - start
-    print(f"ablation grid: N={args.images} C={args.classes} K={args.synonyms} D={args.dim}, {args.threads} threads, "
-          f"{len(grid)} accuracies, methods {ablations['methods']}")
-    for axis, seconds in timings.items():
-        print(f"  {axis:14s} {seconds:8.1f} s")
-    print(f"  {'total':14s} {total:8.1f} s  (goal: under 120 s)")
+    print(f"  {'total':14s} {total:8.1f} s  (goal: under 120 s), {len(grid)} accuracies")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "timings_s": timings, "total_s": total,
                                                "cpu": platform.processor() or platform.machine()}, indent=1) + "\n")
