@@ -217,3 +217,17 @@ def test_the_test_time_stages_report_ts3_and_its_costs(workspace):
     assert "| ts3 |" in table and "DEMO" in table
     costs = (workspace / "results/report/tta_costs.csv").read_text()
     assert "tta/ts3" in costs and "views/encode" in costs
+
+
+def test_an_ablations_change_reruns_only_the_ablation_stages(workspace):
+    grid = workspace / "results/ablations/grid/eurosat.csv"
+    before = grid.read_text()
+    original = edit_params(workspace, "ablations", "adaptive_k", [1, 4])
+    try:
+        result = repro(workspace)
+        assert result.returncode == 0, result.stdout + result.stderr
+        ran = set(re.findall(r"Running stage '([^']+)'", result.stdout))
+        assert ran == {"ablate@eurosat", "ablations", "html"}, ran
+        assert "adaptive-4" in grid.read_text() and grid.read_text() != before
+    finally:
+        (workspace / "params.yaml").write_text(original)

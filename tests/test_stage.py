@@ -118,7 +118,8 @@ def test_repository_is_a_dvc_project_with_the_paper_stages():
 
     listed = dvc(REPO, "stage", "list", "--name-only", capture=True).stdout.split()
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    expected = {"synonyms", "geometry", "report", "html"}
-    expected |= {f"{stage}@{b}" for stage in ("features", "spaces", "evaluate", "views", "tta") for b in params["benchmarks"]}
+    expected = {"synonyms", "geometry", "report", "html", "ablations"}
+    expected |= {f"{stage}@{b}" for stage in ("features", "spaces", "evaluate", "views", "tta", "ablate")
+                 for b in params["benchmarks"]}
     expected |= {f"segment@{d}" for d in params["segmentation"]["datasets"]}
     assert set(listed) == expected

@@ -147,6 +147,27 @@ class TTA(Section):
     _unique_methods = field_validator("methods")(classmethod(lambda cls, v: _unique(v)))
 
 
+class Ablations(Section):
+    methods: Annotated[list[Method], Field(min_length=1)]
+    num_synonyms: Annotated[list[Optional[PositiveInt]], Field(min_length=1)]
+    epsilon: list[NonNegativeFloat]
+    mst_quantile: list[Fraction]
+    min_gap: list[NonNegativeFloat]
+    max_dimension: list[Optional[NonNegativeInt]]
+    templates: list[Literal["single", "coop", "ensemble80"]]
+    adaptive_k: list[PositiveInt]
+    temperature: list[Optional[PositiveFloat]]
+
+    _unique_methods = field_validator("methods")(classmethod(lambda cls, v: _unique(v)))
+
+    @field_validator("methods")
+    @classmethod
+    def _no_baselines(cls, v: list) -> list:
+        if any(m.startswith("clip_") for m in v):
+            raise ValueError("ablates only synonym and S^3 methods (clip_* do not depend on the varied choices)")
+        return v
+
+
 class World(Section):
     num_classes: Annotated[int, Field(ge=2)]
     dim: Annotated[int, Field(ge=2)]
@@ -216,6 +237,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "spaces": Spaces,
     "evaluate": Evaluate,
     "tta": TTA,
+    "ablations": Ablations,
     "geometry": Geometry,
     "segmentation": Segmentation,
     "report": Report,

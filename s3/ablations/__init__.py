@@ -1,0 +1,1 @@
+"""Ablations of S^3's choices, scored from the cached image features and the saved text side only."""

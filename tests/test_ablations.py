@@ -1,0 +1,127 @@
+"""Ablation grid: the image-adaptive local center against brute force, the grid from saved
+embeddings only (encoders patched to raise), the params schema, and dvc.yaml's wiring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from s3.ablations.adaptive import point_to_adaptive_center
+from s3.ablations.grid import run_grid
+from s3.ablations.tables import axis_table, claims, metrics_record
+from s3.core.scoring import GroupedItems, point_to_point, StackedSpaces
+from s3.core.spaces import SpaceConfig, build_spaces
+from s3.core.text_side import TextSide
+from s3.pipeline.params import section_problems
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _world(seed: int = 0, classes: int = 6, dim: int = 16, n: int = 60):
+    rng = np.random.default_rng(seed)
+    protos = rng.normal(size=(classes, dim))
+    per_class = [_unit(protos[c] + 0.5 * rng.normal(size=(int(rng.integers(1, 7)), dim))) for c in range(classes)]
+    labels = rng.integers(0, classes, size=n)
+    images = _unit(protos[labels] + 0.8 * rng.normal(size=(n, dim)))
+    return per_class, torch.from_numpy(images), torch.from_numpy(labels)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 10])
+def test_adaptive_center_matches_brute_force(k):
+    per_class, images, _ = _world()
+    got = point_to_adaptive_center(images, GroupedItems.from_lists(per_class), k, chunk_size=7)
+    x = images.numpy().astype(np.float64)
+    want = np.zeros((len(x), len(per_class)))
+    for i in range(len(x)):
+        for c, v in enumerate(per_class):
+            v = v.astype(np.float64)
+            nearest = np.argsort(-(v @ x[i]), kind="stable")[: min(k, len(v))]
+            center = v[nearest].mean(0)
+            want[i, c] = x[i] @ center / np.linalg.norm(center)
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
+
+
+def test_adaptive_k1_is_point_to_point_max():
+    per_class, images, _ = _world(1)
+    spaces = StackedSpaces.from_spaces(build_spaces(per_class, SpaceConfig()))
+    torch.testing.assert_close(point_to_adaptive_center(images, spaces.vertices, 1),
+                               point_to_point(images, spaces, "max"), atol=1e-5, rtol=0)
+
+
+GRID = {
+    "methods": ["synonyms_mean", "synonyms_max", "s3_point_to_center", "s3_point_to_local_center"],
+    "num_synonyms": [1, 3, None], "epsilon": [0.2, 0.5], "mst_quantile": [0.5, 1.0], "min_gap": [0.0, 0.1],
+    "max_dimension": [0, None], "templates": ["single", "ensemble80"], "adaptive_k": [1, 2],
+    "temperature": [None, 0.01],
+}
+SPACES = {"templates": "coop", "distance": "cosine", "radius_rule": "largest_gap", "epsilon": 0.25,
+          "mst_quantile": 0.9, "min_gap": 0.05, "max_dimension": None}
+
+
+def test_grid_encodes_nothing(monkeypatch):
+    import s3.encoders.images as images_mod
+    import s3.encoders.text as text_mod
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the ablation grid encoded something")
+
+    for name in ("encode_texts", "embed_names", "embed_classnames", "build_text_side"):
+        monkeypatch.setattr(text_mod, name, boom)
+    for name in ("encode_images", "cached_image_features"):
+        monkeypatch.setattr(images_mod, name, boom)
+    per_class, images, labels = _world(2)
+    config = SpaceConfig(**{k: v for k, v in SPACES.items() if k != "templates"})
+    names = [f"c{c}" for c in range(len(per_class))]
+    classifiers = {m: torch.from_numpy(np.stack([e[0] for e in per_class])) for m in ("clip_single", "clip_coop", "clip_ensemble80")}
+    text = TextSide("eurosat", names, classifiers, [[n] * len(e) for n, e in zip(names, per_class)],
+                    build_spaces(per_class, config, names), {"spaces": SPACES})
+    sets = {kind: [_unit(e + 0.05 * i) for e in per_class] for i, kind in enumerate(("single", "coop", "ensemble80"))}
+    grid = run_grid(images, labels, text, sets, SPACES, GRID)
+    assert set(grid["axis"]) == {"num_synonyms", "epsilon", "mst_quantile", "min_gap", "max_dimension",
+                                 "templates", "local_center", "temperature"}
+    assert grid["acc1"].between(0, 100).all()
+    # K = 1: every method reduces to the label's embedding alone, so they all agree.
+    k1 = grid[(grid["axis"] == "num_synonyms") & (grid["value"] == "1")]["acc1"]
+    assert k1.nunique() == 1
+    # the hard-max temperature row equals the method as built ("simplex" local center).
+    lc = grid[grid["method"] == "s3_point_to_local_center"].set_index(["axis", "value"])["acc1"]
+    assert lc[("temperature", "hard")] == lc[("local_center", "simplex")]
+    grids = grid.assign(benchmark="eurosat", demo=False)
+    table = axis_table(grids, "num_synonyms")
+    assert "avg fine-grained" in table.columns and "avg shift" not in table.columns
+    assert metrics_record(grids)["epsilon"]["s3_point_to_center"].keys() == {"0.2", "0.5"}
+    assert "num_synonyms:" in claims(grids, demo=True) and claims(grids, demo=True).startswith("DEMO")
+
+
+def test_schema():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert section_problems("ablations", params["ablations"]) == []
+    assert section_problems("ablations", {**params["ablations"], "methods": ["clip_single"]})
+    assert section_problems("ablations", {**params["ablations"], "extra": 1})
+    assert section_problems("ablations", {**params["ablations"], "mst_quantile": [1.5]})
+
+
+def test_dvc_wiring_ablations_touch_only_ablation_stages():
+    """Only the ablate@ stages read the ``ablations`` params; they read no images or texts (no
+    synonym bank, no datasets, no text cache) and the summary depends only on their grids."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    readers = {name for name, st in stages.items() if "ablations" in (st.get("do", st).get("params") or [])}
+    assert readers == {"ablate"}
+    ablate = stages["ablate"]["do"]
+    data_deps = [d for d in ablate["deps"] if not d.startswith(("s3/", "notebooks/"))]
+    assert data_deps == ["results/features/${item}.pt", "results/spaces/${item}.pt", "results/spaces/${item}.templates.pt"]
+    assert "--sections spaces,ablations " in ablate["cmd"]
+    summary = stages["ablations"]
+    assert [d for d in summary["deps"] if d.startswith("results/")] == ["results/ablations/grid"]
+    # nothing else consumes the ablation outputs, so a change re-runs only ablate@* and ablations.
+    others = [d for name, st in stages.items() if name not in ("ablate", "ablations", "html")
+              for d in st.get("do", st).get("deps", [])]
+    assert not [d for d in others if d.startswith("results/ablations")]
