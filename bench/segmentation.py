@@ -27,8 +27,14 @@ from PIL import Image
 
 from s3.analysis.paper_projection import synonym_counts
 from s3.analysis.synthetic_images import IMAGE_SIZES, sample_sizes
-from s3.analysis.throughput import (add_output_options, run_benchmark, segmentation_rate, synchronize,
-                                    synthetic_text_side, write_seg_images)
+from s3.analysis.throughput import (
+    add_output_options,
+    run_benchmark,
+    segmentation_rate,
+    synchronize,
+    synthetic_text_side,
+    write_seg_images,
+)
 from s3.core.spaces import SpaceConfig
 from s3.encoders.models import ModelSpec, load_model
 from s3.segmentation.slide import SlideConfig, normalization, prepare_image, window_features

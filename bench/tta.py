@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from s3.core.scoring import GroupedItems, point_to_local_center, StackedSpaces
+from s3.core.scoring import GroupedItems, StackedSpaces, point_to_local_center
 from s3.data.benchmarks import BENCHMARKS
 from s3.tta.adapt import TTA_METHODS, Prototypes, TTAConfig, _single, run_tta
 

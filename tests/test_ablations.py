@@ -3,6 +3,8 @@ embeddings only (encoders patched to raise), the params schema, and dvc.yaml's w
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,12 +13,10 @@ import yaml
 from s3.ablations.adaptive import point_to_adaptive_center
 from s3.ablations.grid import run_grid
 from s3.ablations.tables import axis_table, claims, metrics_record
-from s3.core.scoring import GroupedItems, point_to_point, StackedSpaces
+from s3.core.scoring import GroupedItems, StackedSpaces, point_to_point
 from s3.core.spaces import SpaceConfig, build_spaces
 from s3.core.text_side import TextSide
 from s3.pipeline.params import section_problems
-
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -34,7 +34,9 @@ def bench(name: str):
 def test_stage_names_expand_like_dvc():
     names = projection.dvc_stage_names(DVC, PARAMS)
     benchmarks, segmentation = PARAMS["benchmarks"], PARAMS["segmentation"]["datasets"]
-    assert len(names) == len(DVC["stages"]) - 4 + 3 * len(benchmarks) + len(segmentation)
+    sizes = {"${benchmarks}": len(benchmarks), "${segmentation.datasets}": len(segmentation)}
+    expected = sum(sizes[stage["foreach"]] if "foreach" in stage else 1 for stage in DVC["stages"].values())
+    assert len(names) == expected
     assert {f"features@{b}" for b in benchmarks} <= set(names)
     assert {f"segment@{d}" for d in segmentation} <= set(names) and "report" in names
 

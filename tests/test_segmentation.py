@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from s3.core.metrics import confusion_matrix, segmentation_metrics
-from s3.demo.world import write_demo_voc
 from s3.data.verify import verify_benchmark
+from s3.demo.world import write_demo_voc
 from s3.encoders.models import ModelSpec, load_model
 from s3.segmentation.datasets import IGNORE_INDEX, load_seg_benchmark, read_mask
 from s3.segmentation.dense import VARIANTS, dense_features

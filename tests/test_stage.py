@@ -8,13 +8,13 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 
-from s3.pipeline.sync import stale_stages
 from s3.pipeline.stage import (
     StageError,
     check_parameters,
     parameters_cell_defaults,
     run_stage,
 )
+from s3.pipeline.sync import stale_stages
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,10 +6,8 @@ import torch
 
 from s3.core.scoring import StackedSpaces, score
 from s3.core.spaces import SpaceConfig, build_space
-from s3.tta.adapt import (Prototypes, TTAConfig, TTAError, adapt_batch, mean_prediction_entropy,
-                          shifted_scores)
+from s3.tta.adapt import Prototypes, TTAConfig, TTAError, adapt_batch, mean_prediction_entropy, shifted_scores
 from s3.tta.select import num_selected, prediction_entropy, select_confident
-
 
 # Class data share one direction, as CLIP embeddings do, so scores differ by a few hundredths
 
