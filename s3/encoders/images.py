@@ -27,7 +27,7 @@ from s3.data.benchmarks import DatasetError, ImageList
 from s3.encoders.cache import EmbeddingCache, Features, digest
 from s3.encoders.gpu_decode import DecodeError, gpu_pixel_batches, nvjpeg_problem
 from s3.encoders.models import AUTOCAST_DTYPE, LoadedModel
-from s3.encoders.shards import ShardBatch, UnreadableInputs, encode_shards, plan_shards
+from s3.encoders.shards import ShardBatch, ShardPlan, UnreadableInputs, encode_shards, plan_shards
 from s3.notices import notice
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "pixel_pipeline",
     "image_tower",
     "encode_images",
+    "encode_in_shards",
     "file_stamp",
     "check_image_files",
     "cache_key",
@@ -270,6 +271,33 @@ def cache_key(loaded: LoadedModel, images: ImageList, split: str, decode: str = 
                    "files": [file_stamp(p) for p in images.paths], "labels": images.labels})
 
 
+def encode_in_shards(
+    cache: EmbeddingCache, name: str, salt: str, images: ImageList, shard_size: int, what: str,
+    encode: Callable[[Sequence[int]], Iterator[ShardBatch]],
+) -> tuple[dict[str, torch.Tensor], ShardPlan]:
+    """Encode ``images`` in resumable shards of ``shard_size`` (under the cache's ``shards/`` folder).
+
+    Checks every file first; ``encode(positions)`` yields the ``ShardBatch`` es of the positions still
+    missing (a resumed run encodes only those). Images that cannot be decoded are reported together.
+
+    Returns:
+        ``(rows, plan)``: every image's rows in order (``plan.assemble()``); call ``plan.clear()`` once
+        the result is safely cached.
+    """
+    check_image_files(images)
+    plan = plan_shards(cache.root / "shards" / f"{name}-{salt[:16]}",
+                       [f"{file_stamp(p)}:{y}" for p, y in zip(images.paths, images.labels)], shard_size, salt)
+    missing = plan.missing()
+    if len(missing) < len(plan.keys):
+        notice(f"{cache.kind}: {name}: resuming, {len(plan.keys) - len(missing)} of {len(plan.keys)} shards "
+               "were already encoded")
+    failed = encode_shards(plan, encode(plan.missing_items()), what, names=images.paths)
+    if failed:
+        raise UnreadableInputs(failed, "Replace or remove these images (`s3 data verify` lists every bad file) and "
+                                       "run again: only the shards holding them are encoded again.")
+    return plan.assemble(), plan
+
+
 def cached_image_features(
     loaded: LoadedModel,
     images: ImageList,
@@ -299,20 +327,9 @@ def cached_image_features(
     hit = cache.load(name, key)
     if hit is not None:
         return hit, True
-    check_image_files(images)
-    salt = _model_salt(loaded, decode, compile)
-    plan = plan_shards(cache.root / "shards" / f"{name}-{salt[:16]}",
-                       [f"{file_stamp(p)}:{y}" for p, y in zip(images.paths, images.labels)], shard_size, salt)
-    missing = plan.missing()
-    if len(missing) < len(plan.keys):
-        notice(f"{cache.kind}: {name}: resuming, {len(plan.keys) - len(missing)} of {len(plan.keys)} shards "
-               "were already encoded")
-    batches = encode_images(loaded, images, plan.missing_items(), batch_size, num_workers, decode, compile)
-    failed = encode_shards(plan, batches, f"images {images.benchmark}", names=images.paths)
-    if failed:
-        raise UnreadableInputs(failed, "Replace or remove these images (`s3 data verify` lists every bad file) and "
-                                       "run again: only the shards holding them are encoded again.")
-    rows = plan.assemble()
+    rows, plan = encode_in_shards(
+        cache, name, _model_salt(loaded, decode, compile), images, shard_size, f"images {images.benchmark}",
+        lambda positions: encode_images(loaded, images, positions, batch_size, num_workers, decode, compile))
     meta = {"key": key, "model": loaded.spec.identity, "pixels": pixel_pipeline(loaded, decode, compile),
             "benchmark": images.benchmark, "split": split, "num_images": len(images),
             "dim": int(rows["features"].shape[1])}

@@ -27,9 +27,9 @@ from torchvision import transforms as T
 
 from s3.data.benchmarks import BENCHMARKS, DatasetError, ImageList
 from s3.encoders.cache import EmbeddingCache, Features, digest
-from s3.encoders.images import _model_salt, check_image_files, file_stamp, image_tower, pixel_batches
+from s3.encoders.images import _model_salt, encode_in_shards, file_stamp, image_tower, pixel_batches
 from s3.encoders.models import LoadedModel
-from s3.encoders.shards import ShardBatch, UnreadableInputs, encode_shards, plan_shards
+from s3.encoders.shards import ShardBatch
 from s3.notices import notice
 
 __all__ = ["ViewRecipe", "uses_augmix", "make_views", "encode_views", "view_cache_key", "cached_view_features",
@@ -136,20 +136,9 @@ def cached_view_features(loaded: LoadedModel, images: ImageList, cache: Embeddin
     hit = cache.load(name, key)
     if hit is not None:
         return hit, True
-    check_image_files(images)
-    salt = _salt(loaded, recipe)
-    plan = plan_shards(cache.root / "shards" / f"{name}-{salt[:16]}",
-                       [f"{file_stamp(p)}:{y}" for p, y in zip(images.paths, images.labels)], shard_size, salt)
-    missing = plan.missing()
-    if len(missing) < len(plan.keys):
-        notice(f"{cache.kind}: {name}: resuming, {len(plan.keys) - len(missing)} of {len(plan.keys)} shards "
-               "were already encoded")
-    batches = encode_views(loaded, images, plan.missing_items(), recipe, batch_size, num_workers)
-    failed = encode_shards(plan, batches, f"views {images.benchmark}", names=images.paths)
-    if failed:
-        raise UnreadableInputs(failed, "Replace or remove these images and run again: only their shards are "
-                                       "encoded again.")
-    rows = plan.assemble()
+    rows, plan = encode_in_shards(
+        cache, name, _salt(loaded, recipe), images, shard_size, f"views {images.benchmark}",
+        lambda positions: encode_views(loaded, images, positions, recipe, batch_size, num_workers))
     meta = {"key": key, "model": loaded.spec.identity, "benchmark": images.benchmark, "split": split,
             "num_images": len(images), "views": asdict(recipe), "dim": int(rows["views"].shape[-1])}
     features = Features(rows["views"], rows["labels"], meta=json.loads(json.dumps(meta, sort_keys=True)))
