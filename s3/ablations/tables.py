@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -88,6 +87,3 @@ def curve_figure(grids: pd.DataFrame, axis: str, xlabel: str) -> plt.Figure:
     return fig
 
 
-def write_json(path: str | Path, obj: dict) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")

@@ -17,12 +17,17 @@ __all__ = ["write_result", "read_results", "summary_table", "reference_check", "
            "read_segmentation_results", "segmentation_table"]
 
 
-def write_result(directory: str | Path, record: dict[str, Any]) -> Path:
-    """One JSON per (benchmark, method): ``<directory>/<method>.json``."""
-    path = Path(directory) / f"{record['method']}.json"
+def write_json(path: str | Path, record: dict[str, Any]) -> Path:
+    """``record`` as indented JSON with sorted keys (byte-stable across reruns), folders created."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return path
+
+
+def write_result(directory: str | Path, record: dict[str, Any]) -> Path:
+    """One JSON per (benchmark, method): ``<directory>/<method>.json``."""
+    return write_json(Path(directory) / f"{record['method']}.json", record)
 
 
 def read_results(root: str | Path) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Sequence
 
 import torch
@@ -71,7 +72,7 @@ def sweep(views: torch.Tensor, labels: torch.Tensor, text: TextSide, config: TTA
         acc = classification_metrics(run_tta(views[:, :n], protos, config, mode, batch_size, device)["scores"], labels)
         rows.append({"sweep": "n_views", "n_views": n, "selection": config.selection, "acc1": acc["acc1"]})
     for fraction in selections:
-        changed = config_from_params({**config.__dict__}, selection=float(fraction))
+        changed = replace(config, selection=float(fraction))
         acc = classification_metrics(run_tta(views, protos, changed, mode, batch_size, device)["scores"], labels)
         rows.append({"sweep": "selection", "n_views": int(views.shape[1]), "selection": float(fraction),
                      "acc1": acc["acc1"]})
