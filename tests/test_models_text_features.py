@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 
 from s3.data.benchmarks import load_benchmark
 from s3.demo.world import write_demo_eurosat
@@ -13,13 +14,6 @@ from s3.encoders.cache import EmbeddingCache
 from s3.encoders.images import cached_image_features
 from s3.encoders.models import ModelError, ModelSpec, WeightsUnavailable, load_model
 from s3.encoders.text import embed_classnames, embed_names
-
-TINY = ModelSpec(arch="S3-Demo-Tiny", pretrained="none", device="cpu", precision="fp32", seed=0)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_model(TINY)
 
 
 @pytest.fixture(scope="module")

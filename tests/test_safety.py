@@ -21,18 +21,12 @@ from s3.data.verify import verify_benchmark
 from s3.demo.world import write_demo_eurosat
 from s3.encoders.cache import EmbeddingCache
 from s3.encoders.images import cached_image_features, load_benchmark_features, save_benchmark_features
-from s3.encoders.models import ModelSpec, load_model
 from s3.encoders.shards import UnreadableInputs, plan_shards
 from s3.pipeline.check import check_run
 from s3.pipeline.params import params_problems
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ModelSpec(arch="S3-Demo-Tiny", pretrained="none", device="cpu", precision="fp32", seed=0)
 
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_model(TINY)
 
 
 @pytest.fixture()

@@ -7,16 +7,8 @@ from PIL import Image
 from s3.data.benchmarks import load_benchmark
 from s3.demo.world import write_demo_eurosat
 from s3.encoders.cache import EmbeddingCache
-from s3.encoders.models import ModelSpec, load_model
 from s3.tta import views as views_module
 from s3.tta.views import ViewRecipe, cached_view_features, make_views, uses_augmix
-
-TINY = ModelSpec(arch="S3-Demo-Tiny", pretrained="none", device="cpu", precision="fp32", seed=0)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_model(TINY)
 
 
 @pytest.fixture(scope="module")
