@@ -8,10 +8,11 @@ from s3.core.scoring import (
     METRICS,
     GroupedItems,
     StackedSpaces,
+    point_to_point,
     point_to_simplex,
     score,
 )
-from s3.core.spaces import SpaceConfig, build_space
+from s3.core.spaces import SpaceConfig, build_space, build_spaces
 
 
 def random_spaces(seed, num_classes=5, d=8, config=SpaceConfig(radius_rule="mst_quantile", mst_quantile=0.6)):
@@ -81,8 +82,9 @@ def barycentric_grid(m, steps):
     return np.hstack([grid, 1 - grid.sum(1, keepdims=True)])
 
 
+@pytest.mark.parametrize("solver", ["kernel", "batched"])
 @pytest.mark.parametrize("seed", range(6))
-def test_point_to_simplex_matches_dense_sampling(seed):
+def test_point_to_simplex_matches_dense_sampling(seed, solver):
     rng = np.random.default_rng(seed)
     d = 5
     spaces = []
@@ -90,7 +92,8 @@ def test_point_to_simplex_matches_dense_sampling(seed):
         base = rng.normal(size=d)
         spaces.append(build_space(base + 0.8 * rng.normal(size=(4, d)), SpaceConfig(radius_rule="global", epsilon=2.0, max_dimension=2)))
     images = unit(np.concatenate([rng.normal(size=(6, d)), [s.center + 0.3 * rng.normal(size=d) for s in spaces]]))
-    got = point_to_simplex(torch.as_tensor(images, dtype=torch.float32), StackedSpaces.from_spaces(spaces)).numpy()
+    got = point_to_simplex(torch.as_tensor(images, dtype=torch.float32), StackedSpaces.from_spaces(spaces),
+                           solver=solver).numpy()
     for c, space in enumerate(spaces):
         sampled = np.concatenate(
             [barycentric_grid(len(s), 120) @ space.embeddings[list(s)].astype(np.float64) for s in space.simplices]
@@ -98,6 +101,31 @@ def test_point_to_simplex_matches_dense_sampling(seed):
         best = (images @ unit(sampled).T).max(axis=1)
         assert np.all(got[:, c] >= best - 1e-5), "never worse than a sampled hull point"
         np.testing.assert_allclose(got[:, c], best, atol=1e-3)
+
+
+def test_simplex_columns_point_at_each_simplex_vertex():
+    """The kernel reads simplex vertices from the point-to-point products through this map."""
+    spaces = random_spaces(3)
+    stacked = StackedSpaces.from_spaces(spaces)
+    columns, verts = stacked.simplex_columns, stacked.simplices.items
+    real = columns >= 0
+    assert torch.equal(real, verts.abs().sum(-1) > 0)
+    torch.testing.assert_close(stacked.vertices.items[columns[real]], verts[real], rtol=0, atol=0)
+    owners = stacked.simplices.owners()
+    assert torch.equal(stacked.vertices.owners()[columns[real]], owners[:, None].expand_as(columns)[real])
+
+
+def test_point_to_simplex_solvers_agree_on_classes_with_several_simplices():
+    from s3.analysis.geometry import WorldConfig, make_world
+
+    synonyms, images, _ = make_world(WorldConfig(num_classes=40, dim=32, synonyms=8, images_per_class=3,
+                                                 sigma_lex=0.6, outlier_rate=0.2), seed=4)
+    spaces = build_spaces(synonyms, SpaceConfig(radius_rule="global", epsilon=0.6, max_dimension=3))
+    assert max(len(s.simplices) for s in spaces) > 1
+    stacked, x = StackedSpaces.from_spaces(spaces), torch.as_tensor(images)
+    kernel = point_to_simplex(x, stacked, solver="kernel")
+    torch.testing.assert_close(kernel, point_to_simplex(x, stacked, solver="batched"), atol=1e-6, rtol=0)
+    assert torch.all(kernel >= point_to_point(x, stacked, "max") - 1e-6), "never below the best vertex"
 
 
 def test_point_to_simplex_with_all_negative_cosines_is_the_best_vertex():

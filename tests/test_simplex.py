@@ -55,11 +55,19 @@ def pack(simplices, dim):
     return v, v.abs().sum(-1) > 0, torch.einsum("smd,snd->smn", v, v)
 
 
-def solve(points, simplices, dim):
+SOLVERS = ("kernel", "batched")  # the compiled per-pair CPU solver and the batched torch active set
+
+
+@pytest.fixture(params=SOLVERS)
+def solver(request):
+    return request.param
+
+
+def solve(points, simplices, dim, solver="auto"):
     v, valid, gram = pack(simplices, dim)
     x = torch.as_tensor(points, dtype=torch.float32)
     b = torch.einsum("nd,smd->nsm", x, v)
-    return cone_cosine(b, gram, valid).double().numpy()
+    return cone_cosine(b, gram, valid, solver=solver).double().numpy()
 
 
 def ill_conditioned(rng, m, dim, cosine):
@@ -75,8 +83,8 @@ def points_around(rng, simplices, dim, n_random=20, n_near=20):
     return unit(np.concatenate([rng.normal(size=(n_random, dim)), np.array(near)]))
 
 
-def check(points, simplices, dim, atol=1e-6, brute=False):
-    got = solve(points, simplices, dim)
+def check(points, simplices, dim, solver, atol=1e-6, brute=False):
+    got = solve(points, simplices, dim, solver)
     f32 = [np.asarray(s, np.float32).astype(np.float64) for s in simplices]  # the solver sees float32 vertices
     xs = np.asarray(points, np.float32).astype(np.float64)
     ref = np.array([[reference_nnls(x, s) for s in f32] for x in xs])
@@ -86,22 +94,22 @@ def check(points, simplices, dim, atol=1e-6, brute=False):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_random_simplices_match_float64_nnls(seed):
+def test_random_simplices_match_float64_nnls(seed, solver):
     rng = np.random.default_rng(seed)
     dim = 24
     simplices = [unit(rng.normal(size=dim) + 0.7 * rng.normal(size=(m, dim))) for m in (1, 2, 3, 5, 7, 10)]
-    check(points_around(rng, simplices, dim), simplices, dim, brute=seed == 0)
+    check(points_around(rng, simplices, dim), simplices, dim, solver, brute=seed == 0)
 
 
 @pytest.mark.parametrize("cosine", [0.995, 0.9999])
-def test_ill_conditioned_simplices_match_float64_nnls(cosine):
+def test_ill_conditioned_simplices_match_float64_nnls(cosine, solver):
     rng = np.random.default_rng(7)
     dim = 64
     simplices = [ill_conditioned(rng, m, dim, cosine) for m in (10, 10, 6, 3)]
-    check(points_around(rng, simplices, dim, n_random=30, n_near=30), simplices, dim)
+    check(points_around(rng, simplices, dim, n_random=30, n_near=30), simplices, dim, solver)
 
 
-def test_duplicates_single_vertices_and_padding():
+def test_duplicates_single_vertices_and_padding(solver):
     rng = np.random.default_rng(3)
     dim = 16
     a = unit(rng.normal(size=(4, dim)) * 0.5 + rng.normal(size=dim))
@@ -111,16 +119,16 @@ def test_duplicates_single_vertices_and_padding():
         a[1:3],  # an edge
         np.concatenate([a[:3], a[:3]]),
     ]
-    check(points_around(rng, simplices, dim), simplices, dim, brute=True)
+    check(points_around(rng, simplices, dim), simplices, dim, solver, brute=True)
 
 
-def test_all_negative_products_give_the_best_real_vertex_not_the_padding():
+def test_all_negative_products_give_the_best_real_vertex_not_the_padding(solver):
     verts = [unit(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])), unit(np.array([[1.0, 0.2, 0.0]]))]
-    got = solve(np.array([[-0.6, -0.8, 0.0]]), verts, 3)
+    got = solve(np.array([[-0.6, -0.8, 0.0]]), verts, 3, solver)
     np.testing.assert_allclose(got[0], [-0.6, float(unit(np.array([1.0, 0.2, 0.0])) @ [-0.6, -0.8, 0.0])], atol=1e-6)
 
 
-def test_bench_scale_world_matches_reference():
+def test_bench_scale_world_matches_reference(solver):
     """The benchmark's synthetic world (simplices of up to 9 near-parallel synonyms), a sample of pairs."""
     from s3.analysis.geometry import WorldConfig, make_world
     from s3.core.spaces import SpaceConfig, build_spaces
@@ -129,7 +137,7 @@ def test_bench_scale_world_matches_reference():
                                                  sigma_lex=0.5, outlier_rate=0.1), seed=1)
     spaces = build_spaces(synonyms, SpaceConfig())
     simplices = [s.embeddings[list(t)] for s in spaces for t in s.simplices]
-    check(images[:40], simplices, 64)
+    check(images[:40], simplices, 64, solver)
 
 
 def test_support_inverses_invert_every_principal_submatrix():
@@ -165,7 +173,7 @@ def test_cuda_matches_cpu_on_ill_conditioned_simplices():
     v, valid, gram = pack(simplices, 64)
     x = torch.as_tensor(points_around(rng, simplices, 64, 50, 50), dtype=torch.float32)
     b = torch.einsum("nd,smd->nsm", x, v)
-    cpu = cone_cosine(b, gram, valid)
+    cpu = cone_cosine(b, gram, valid, solver="kernel")
     gpu = cone_cosine(b.cuda(), gram.cuda(), valid.cuda())
     assert gpu.is_cuda
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-6, rtol=0)

@@ -68,6 +68,21 @@ class GroupedItems:
         items = torch.as_tensor(np.concatenate(chunks), dtype=torch.float32)
         return cls(items=items, blocks=tuple(blocks), num_classes=len(per_class))
 
+    def class_order(self) -> list[int]:
+        """The class of each run of items, in item order (each class once: its items are contiguous)."""
+        return [int(c) for _, classes, _ in self.blocks for c in classes]
+
+    def owners(self) -> torch.Tensor:
+        """``(L,)`` long: the class of every item."""
+        return torch.cat([classes.repeat_interleave(m) for _, classes, m in self.blocks])
+
+    def first_rows(self) -> np.ndarray:
+        """``(C,)`` int64: the row of each class's first item."""
+        first = np.zeros(self.num_classes, np.int64)
+        for start, classes, m in self.blocks:
+            first[classes.cpu().numpy()] = start + m * np.arange(len(classes))
+        return first
+
     def to(self, device: torch.device | str) -> "GroupedItems":
         blocks = tuple((s, c.to(device), m) for s, c, m in self.blocks)
         return GroupedItems(self.items.to(device), blocks, self.num_classes)
@@ -105,12 +120,16 @@ class StackedSpaces:
         local_centers: local centers (normalised simplex means), grouped by class.
         simplices: ``(S, m_max, D)`` simplex vertices, grouped by class; a simplex with fewer than
             ``m_max`` vertices is padded with zero rows.
+        simplex_columns: ``(S, m_max)`` long, the row of ``vertices.items`` of each simplex vertex
+            (-1 on padding), in the order of ``simplices.items``; lets point-to-simplex start from
+            the point-to-point products.
     """
 
     vertices: GroupedItems
     centers: torch.Tensor
     local_centers: GroupedItems
     simplices: GroupedItems
+    simplex_columns: torch.Tensor | None = None
 
     @classmethod
     def from_spaces(cls, spaces: Sequence[SynonymSpace]) -> "StackedSpaces":
@@ -122,11 +141,20 @@ class StackedSpaces:
                 out[i, : len(s)] = space.embeddings[list(s)]
             return out  # (S_c, m_max, D)
 
+        vertices = GroupedItems.from_lists([s.vertices for s in spaces])
+        simplices = GroupedItems.from_lists([padded(s) for s in spaces])
+        first_vertex = vertices.first_rows()  # (C,) row of each class's first kept vertex
+        columns = [np.full((len(space.simplices), m_max), -1, np.int64) for space in spaces]
+        for c, space in enumerate(spaces):
+            rank = {int(j): r for r, j in enumerate(space.kept)}
+            for i, simplex in enumerate(space.simplices):
+                columns[c][i, : len(simplex)] = [first_vertex[c] + rank[j] for j in simplex]
         return cls(
-            vertices=GroupedItems.from_lists([s.vertices for s in spaces]),
+            vertices=vertices,
             centers=torch.as_tensor(np.stack([s.center for s in spaces]), dtype=torch.float32),
             local_centers=GroupedItems.from_lists([s.local_centers for s in spaces]),
-            simplices=GroupedItems.from_lists([padded(s) for s in spaces]),
+            simplices=simplices,
+            simplex_columns=torch.as_tensor(np.concatenate([columns[c] for c in simplices.class_order()])),
         )
 
     @property
@@ -139,6 +167,7 @@ class StackedSpaces:
             self.centers.to(device),
             self.local_centers.to(device),
             self.simplices.to(device),
+            None if self.simplex_columns is None else self.simplex_columns.to(device),
         )
 
 
@@ -181,16 +210,37 @@ def point_to_local_center(
                     lambda x, out: centers.reduce(x @ centers.items.T, reduction, temperature, out))
 
 
-def point_to_simplex(images: torch.Tensor, spaces: StackedSpaces, chunk_size: int = 1024) -> torch.Tensor:
+def point_to_simplex(images: torch.Tensor, spaces: StackedSpaces, chunk_size: int = 4096,
+                     solver: Literal["auto", "kernel", "batched"] = "auto") -> torch.Tensor:
     """``(N, C)``: the largest cosine between an image and any point of a class's simplices.
 
     For each simplex, the best point of its convex hull lies on the ray of the non-negative least
     squares projection of the image onto the simplex's cone (cosine ignores scale); it is solved
-    exactly in the simplex's own coordinates by ``s3.core.simplex.cone_cosine`` from the
-    image-vertex products and the vertices' Gram matrices.
+    exactly in the simplex's own coordinates from the image-vertex products and the vertices' Gram
+    matrices. ``solver``: ``kernel`` solves each pair in a compiled CPU kernel
+    (``s3.core.simplex_kernel``, from the point-to-point products), ``batched`` runs the batched
+    torch active set of ``s3.core.simplex`` (the GPU path); ``auto`` picks by the images' device.
     """
+    if solver == "auto":
+        solver = "kernel" if images.device.type == "cpu" and spaces.simplex_columns is not None else "batched"
     simplices = spaces.simplices
     verts = simplices.items  # (S, m, D), zero rows pad smaller simplices (after the real ones)
+    if solver == "kernel":
+        from s3.core.simplex_kernel import simplex_scores
+
+        if spaces.simplex_columns is None:
+            raise ValueError("solver='kernel' needs StackedSpaces.simplex_columns (build with StackedSpaces.from_spaces)")
+        columns = spaces.simplex_columns.cpu()
+        counts = (columns >= 0).sum(-1).numpy()
+        vertices = spaces.vertices.items.cpu()
+        safe = columns.clamp_min(0)
+        v64 = vertices.double()[safe] * (columns >= 0)[..., None]  # (S, m, D), the float32 vertices in float64
+        gram = torch.einsum("smd,snd->smn", v64, v64).numpy()
+        owner = simplices.owners().cpu().numpy()
+        return _chunked(images, spaces.num_classes, chunk_size, lambda x, out: out.copy_(
+            simplex_scores(x @ vertices.T, columns.numpy(), counts, gram, owner, spaces.num_classes)))
+    if solver != "batched":
+        raise ValueError(f"unknown solver {solver!r}: use 'auto', 'kernel' or 'batched'")
     valid = verts.abs().sum(dim=-1) > 0
     gram = torch.einsum("smd,snd->smn", verts, verts)  # (S, m, m), once per call
     flat = verts.reshape(-1, verts.shape[-1])

@@ -23,6 +23,7 @@ float32 (ill-conditioned supports) are solved again in float64.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = ["support_inverses", "cone_cosine", "kkt_violation"]
@@ -141,8 +142,12 @@ def _edge_step(b, gram_flat, s, j, k, m):
 
 
 def cone_cosine(b: torch.Tensor, gram: torch.Tensor, valid: torch.Tensor, tolerance: float = 1e-6,
-                tables: dict | None = None) -> torch.Tensor:
+                tables: dict | None = None, solver: str = "auto") -> torch.Tensor:
     """Largest cosine between unit points and the cones of simplices, exact (NNLS, KKT-checked).
+
+    ``solver``: ``batched`` (this module's batched active set, any device), ``kernel`` (the
+    compiled per-pair CPU solver of ``s3.core.simplex_kernel``, float64), or ``auto``: the kernel
+    for CPU tensors, else batched.
 
     Args:
         b: ``(n, S, m)`` products of each point with each simplex's vertices; 0 on padding
@@ -159,6 +164,16 @@ def cone_cosine(b: torch.Tensor, gram: torch.Tensor, valid: torch.Tensor, tolera
     n, S, m = b.shape
     if m > 12:
         raise ValueError(f"simplices of {m} vertices: the exact solver tabulates 2^m supports; use max_dimension <= 11")
+    if solver == "auto":
+        solver = "kernel" if b.device.type == "cpu" else "batched"
+    if solver == "kernel":
+        from s3.core.simplex_kernel import simplex_scores
+
+        columns = torch.arange(S * m).reshape(S, m).masked_fill(~valid.cpu(), -1)
+        return simplex_scores(b.reshape(n, S * m).float(), columns.numpy(), valid.sum(-1).cpu().numpy(),
+                              gram.double().cpu().numpy(), np.arange(S), S).to(b.dtype)
+    if solver != "batched":
+        raise ValueError(f"unknown solver {solver!r}: use 'auto', 'kernel' or 'batched'")
     tables = {} if tables is None else tables
     device = b.device
     best, vertex = b.max(-1)  # (n, S); padding holds 0, so it only wins when no vertex is positive
