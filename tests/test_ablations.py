@@ -125,3 +125,67 @@ def test_dvc_wiring_ablations_touch_only_ablation_stages():
     others = [d for name, st in stages.items() if name not in ("ablate", "ablations", "html")
               for d in st.get("do", st).get("deps", [])]
     assert not [d for d in others if d.startswith("results/ablations")]
+
+
+def _text_side(per_class, spaces=SPACES):
+    config = SpaceConfig(**{k: v for k, v in spaces.items() if k != "templates"})
+    names = [f"c{c}" for c in range(len(per_class))]
+    classifiers = {m: torch.from_numpy(np.stack([e[0] for e in per_class])) for m in ("clip_single", "clip_coop", "clip_ensemble80")}
+    return TextSide("eurosat", names, classifiers, [[n] * len(e) for n, e in zip(names, per_class)],
+                    build_spaces(per_class, config, names), {"spaces": spaces})
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_shared_item_scores_equal_score_method_on_every_variant(seed):
+    """One SharedItems pass over several variants gives each method's own scores (s3.core.methods)."""
+    from s3.ablations.grid import variant
+    from s3.ablations.items import SPACE_METHODS, SharedItems, plan_method
+    from s3.core.methods import score_method
+
+    per_class, images, _ = _world(seed, classes=7, dim=12, n=50)
+    text = _text_side(per_class)
+    base = [s.embeddings for s in text.spaces]
+    sides = [text, variant(text, [e[:2] for e in base], SPACES),
+             variant(text, base, {**SPACES, "radius_rule": "global", "epsilon": 0.6}),
+             variant(text, base, {**SPACES, "max_dimension": 1})]
+    shared = SharedItems(base)
+    plans = [(side, m, t, plan_method(m, side.spaces, shared, t)) for side in sides for m in SPACE_METHODS
+             for t in ((None, 0.02) if m == "s3_point_to_local_center" else (None,))]
+    items = shared.scores(images)
+    for side, method, t, plan in plans:
+        torch.testing.assert_close(plan.scores(items, shared).T, score_method(method, images, side, t), atol=2e-6, rtol=0,
+                                   msg=f"{method} t={t}")
+
+
+def test_grid_equals_scoring_each_variant_on_its_own():
+    from s3.ablations.grid import accuracy, variant
+    from s3.core.methods import score_method
+
+    per_class, images, labels = _world(5, classes=8, dim=12, n=80)
+    text = _text_side(per_class)
+    sets = {kind: [_unit(e + 0.05 * i) for e in per_class] for i, kind in enumerate(("single", "coop", "ensemble80"))}
+    grid = run_grid(images, labels, text, sets, SPACES, {**GRID, "methods": list(GRID["methods"]) + ["s3_point_to_simplex"]},
+                    chunk_size=13).set_index(["axis", "value", "method"])["acc1"]
+    base = [s.embeddings for s in text.spaces]
+    expected = {
+        ("num_synonyms", "3", "synonyms_max"): (variant(text, [e[:3] for e in base], SPACES), None),
+        ("epsilon", "0.5", "s3_point_to_simplex"): (variant(text, base, {**SPACES, "radius_rule": "global", "epsilon": 0.5}), None),
+        ("templates", "single", "s3_point_to_center"): (variant(text, sets["single"], {**SPACES, "templates": "single"}), None),
+        ("temperature", "0.01", "s3_point_to_local_center"): (text, 0.01),
+        ("max_dimension", "0", "s3_point_to_local_center"): (variant(text, base, {**SPACES, "max_dimension": 0}), None),
+    }
+    for key, (side, t) in expected.items():
+        assert grid[key] == pytest.approx(accuracy(score_method(key[2], images, side, t), labels)), key
+
+
+def test_top1_hits_counts_like_argmax_with_ties_to_the_lowest_class():
+    from s3.ablations.grid import top1_hits
+
+    rng = np.random.default_rng(0)
+    scores = torch.as_tensor(rng.integers(0, 4, size=(6, 200)).astype(np.float32))  # many ties
+    labels = torch.as_tensor(rng.integers(0, 6, size=200))
+    assert top1_hits(scores, labels) == int((scores.argmax(0) == labels).sum())
+    scores = torch.randn(50, 300)
+    labels = scores.argmax(0)
+    labels[:100] = (labels[:100] + 1) % 50
+    assert top1_hits(scores, labels) == 200

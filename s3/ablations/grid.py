@@ -24,19 +24,33 @@ import pandas as pd
 import torch
 
 from s3.ablations.adaptive import point_to_adaptive_center
-from s3.core.methods import score_method
+from s3.ablations.items import SharedItems, plan_method
 from s3.core.spaces import SpaceConfig, build_spaces
 from s3.core.text_side import TextSide
 
-__all__ = ["AXES", "variant", "accuracy", "run_grid"]
+__all__ = ["AXES", "variant", "accuracy", "top1_hits", "run_grid"]
 
 AXES = ("num_synonyms", "epsilon", "mst_quantile", "min_gap", "max_dimension", "templates", "local_center", "temperature")
-SPACE_METHODS = ("synonyms_mean", "synonyms_max")
 
 
 def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in percent of ``(N, C)`` scores against ``(N,)`` labels."""
     return float((scores.argmax(dim=1) == labels).float().mean() * 100.0)
+
+
+def top1_hits(scores: torch.Tensor, labels: torch.Tensor) -> int:
+    """How many of ``n`` images ``argmax`` puts in their class, from item-major ``(C, n)`` scores.
+
+    Same count as ``(scores.argmax(0) == labels).sum()`` (ties go to the lowest class), without
+    the slow strided argmax: a column-wise max, then an exact argmax only for the tied columns.
+    """
+    top = scores.amax(dim=0)
+    mine = scores.gather(0, labels[None]).squeeze(0)
+    hit = mine == top
+    tied = (hit & ((scores == top).sum(dim=0) > 1)).nonzero(as_tuple=True)[0]
+    if tied.numel():
+        hit[tied] = scores[:, tied].argmax(dim=0) == labels[tied]
+    return int(hit.sum())
 
 
 def variant(text: TextSide, embeddings: Sequence[np.ndarray], spaces: dict[str, Any]) -> TextSide:
@@ -52,10 +66,46 @@ def _label(value: Any, axis: str = "") -> str:
     return str(value)
 
 
+def _variants(text: TextSide, template_embeddings: dict[str, list[np.ndarray]], spaces: dict[str, Any],
+              ablations: dict[str, Any]) -> list[tuple[str, Any, str, list, list[str], float | None]]:
+    """Every grid cell but the adaptive centers: ``(axis, value, bank, spaces, methods, temperature)``.
+
+    ``bank`` names the synonym embeddings the variant's spaces index: ``text`` (the text side's own
+    template set) or a template set of ``template_embeddings``.
+    """
+    methods = list(ablations["methods"])
+    s3_methods = [m for m in methods if m.startswith("s3_")]
+    base = [s.embeddings for s in text.spaces]
+    out = []
+    for k in ablations["num_synonyms"]:
+        out.append(("num_synonyms", k, "text", variant(text, [e[:k] if k else e for e in base], spaces).spaces, methods, None))
+    for rule, key in (("global", "epsilon"), ("mst_quantile", "mst_quantile"), ("largest_gap", "min_gap")):
+        for value in ablations[key]:
+            side = variant(text, base, {**spaces, "radius_rule": rule, key: value})
+            out.append((key, value, "text", side.spaces, s3_methods, None))
+    for dim in ablations["max_dimension"]:
+        out.append(("max_dimension", dim, "text", variant(text, base, {**spaces, "max_dimension": dim}).spaces,
+                    s3_methods, None))
+    for kind in ablations["templates"]:
+        side = variant(text, template_embeddings[kind], {**spaces, "templates": kind})
+        same = all(np.array_equal(a, b) for a, b in zip(template_embeddings[kind], base))  # the text side's own set
+        out.append(("templates", kind, "text" if same else kind, side.spaces, methods, None))
+    if "s3_point_to_local_center" in methods:
+        out.append(("local_center", "simplex", "text", text.spaces, ["s3_point_to_local_center"], None))
+        for t in ablations["temperature"]:
+            out.append(("temperature", t, "text", text.spaces, ["s3_point_to_local_center"], t))
+    return out
+
+
 def run_grid(images: torch.Tensor, labels: torch.Tensor, text: TextSide,
              template_embeddings: dict[str, list[np.ndarray]], spaces: dict[str, Any],
-             ablations: dict[str, Any], timings: dict[str, float] | None = None) -> pd.DataFrame:
+             ablations: dict[str, Any], timings: dict[str, float] | None = None,
+             chunk_size: int = 2048) -> pd.DataFrame:
     """Every (axis, value, method) accuracy.
+
+    All variants of one synonym bank are scored in one pass over the images: the distinct items
+    of every variant are scored once per image chunk (``s3.ablations.items``), and each (variant,
+    method) is a reduction of those scores.
 
     Args:
         images: ``(N, D)`` unit image features; ``labels``: ``(N,)``.
@@ -63,53 +113,49 @@ def run_grid(images: torch.Tensor, labels: torch.Tensor, text: TextSide,
         template_embeddings: template set -> C arrays ``(K_c, D)`` of synonym embeddings.
         spaces: the ``spaces`` section (the values of every axis not varied).
         ablations: the ``ablations`` section.
-        timings: if given, filled with the wall seconds of each axis (space builds included).
+        timings: if given, filled with the wall seconds of each part (``spaces``: building the
+            variants; ``scoring``: the image pass; ``adaptive``: the image-adaptive centers).
 
     Returns:
         Rows ``axis, value, method, acc1`` (value as a string; null is ``all``, ``hard`` for the temperature).
     """
-    methods = list(ablations["methods"])
-    base = [s.embeddings for s in text.spaces]
-    rows: list[dict[str, Any]] = []
-
-    def add(axis: str, value: Any, side: TextSide, chosen: Sequence[str] = methods, temperature=None) -> None:
-        for method in chosen:
-            t = temperature if method == "s3_point_to_local_center" else None
-            rows.append({"axis": axis, "value": _label(value, axis), "method": method,
-                         "acc1": accuracy(score_method(method, images, side, t), labels)})
-
     clock = [time.perf_counter()]
 
-    def tick(axis: str) -> None:
+    def tick(part: str) -> None:
         now = time.perf_counter()
         if timings is not None:
-            timings[axis] = timings.get(axis, 0.0) + now - clock[0]
+            timings[part] = timings.get(part, 0.0) + now - clock[0]
         clock[0] = now
 
+    cells = _variants(text, template_embeddings, spaces, ablations)
+    tick("spaces")
+    banks = {"text": [s.embeddings for s in text.spaces], **template_embeddings}
+    shared = {name: SharedItems(banks[name]) for name in {bank for _, _, bank, _, _, _ in cells}}
+    plans = [(i, method, shared[bank], plan_method(method, side, shared[bank], t if method == "s3_point_to_local_center" else None))
+             for i, (_, _, bank, side, methods, t) in enumerate(cells) for method in methods]
+    correct = {(i, method): 0 for i, method, _, _ in plans}
+    keys = {(i, method): plan.key() for i, method, _, plan in plans}
     with torch.no_grad():
-        for k in ablations["num_synonyms"]:
-            add("num_synonyms", k, variant(text, [e[:k] if k else e for e in base], spaces))
-        tick("num_synonyms")
-        for rule, key in (("global", "epsilon"), ("mst_quantile", "mst_quantile"), ("largest_gap", "min_gap")):
-            for value in ablations[key]:
-                add(key, value, variant(text, base, {**spaces, "radius_rule": rule, key: value}),
-                    [m for m in methods if m.startswith("s3_")])
-            tick(key)
-        for dim in ablations["max_dimension"]:
-            add("max_dimension", dim, variant(text, base, {**spaces, "max_dimension": dim}),
-                [m for m in methods if m.startswith("s3_")])
-        tick("max_dimension")
-        for kind in ablations["templates"]:
-            add("templates", kind, variant(text, template_embeddings[kind], {**spaces, "templates": kind}))
-        tick("templates")
-        if "s3_point_to_local_center" in methods:
-            add("local_center", "simplex", text, ["s3_point_to_local_center"])
-        for k in ablations["adaptive_k"]:
-            scores = point_to_adaptive_center(images, text.stacked.vertices, k)
-            rows.append({"axis": "local_center", "value": f"adaptive-{k}", "method": "s3_point_to_local_center",
-                         "acc1": accuracy(scores, labels)})
-        tick("local_center")
-        for t in ablations["temperature"]:
-            add("temperature", t, text, ["s3_point_to_local_center"], temperature=t)
-        tick("temperature")
+        for lo in range(0, images.shape[0], chunk_size):
+            x, y = images[lo : lo + chunk_size].float(), labels[lo : lo + chunk_size]
+            item_scores = {id(items): items.scores(x) for items in shared.values()}
+            hits: dict[tuple, int] = {}  # plan key -> correct predictions in this chunk
+            for i, method, items, plan in plans:
+                key = (id(items), keys[i, method])
+                if key not in hits:
+                    hits[key] = top1_hits(plan.scores(item_scores[id(items)], items), y)
+                correct[i, method] += hits[key]
+    tick("scoring")
+    rows = [{"axis": axis, "value": _label(value, axis), "method": method,
+             "acc1": 100.0 * correct[i, method] / max(len(labels), 1)}
+            for i, (axis, value, _, _, methods, _) in enumerate(cells) for method in methods]
+    if "s3_point_to_local_center" in ablations["methods"]:
+        with torch.no_grad():
+            for k in ablations["adaptive_k"]:
+                scores = point_to_adaptive_center(images, text.stacked.vertices, k)
+                rows.append({"axis": "local_center", "value": f"adaptive-{k}", "method": "s3_point_to_local_center",
+                             "acc1": accuracy(scores, labels)})
+        tick("adaptive")
+    order = {axis: i for i, axis in enumerate(AXES)}
+    rows.sort(key=lambda r: order[r["axis"]])  # stable: the values keep their params.yaml order
     return pd.DataFrame(rows, columns=["axis", "value", "method", "acc1"])

@@ -88,25 +88,31 @@ class GroupedItems:
         return GroupedItems(self.items.to(device), blocks, self.num_classes)
 
     def reduce(self, values: torch.Tensor, reduction: Reduction, temperature: float = 0.01,
-               out: torch.Tensor | None = None) -> torch.Tensor:
-        """Reduce ``(N, L)`` per-item values to ``(N, C)`` per-class values (written into ``out`` if given)."""
-        out = values.new_empty(values.shape[0], self.num_classes) if out is None else out
+               out: torch.Tensor | None = None, item_dim: int = 1) -> torch.Tensor:
+        """Reduce ``(N, L)`` per-item values to ``(N, C)`` per-class values (written into ``out`` if given).
+
+        With ``item_dim=0`` the layout is item-major: ``(L, N)`` in, ``(C, N)`` out.
+        """
+        n = values.shape[1 - item_dim]
+        shape = (n, self.num_classes) if item_dim == 1 else (self.num_classes, n)
+        out = values.new_empty(shape) if out is None else out
         for start, classes, m in self.blocks:
-            block = values[:, start : start + len(classes) * m]
+            block = values.narrow(item_dim, start, len(classes) * m)
             if m > 1:
-                block = block.reshape(values.shape[0], len(classes), m)
+                axis = -1 if item_dim == 1 else 1
+                block = block.reshape(n, len(classes), m) if item_dim == 1 else block.reshape(len(classes), m, n)
                 if reduction == "max":
-                    block = block.amax(dim=-1)
+                    block = block.amax(dim=axis)
                 elif reduction == "mean":
-                    block = block.mean(dim=-1)
+                    block = block.mean(dim=axis)
                 elif reduction == "softmax":
                     # t * log(mean(exp(x / t))): a smooth max that tends to max as t -> 0 and, unlike
                     # logsumexp, does not grow with the number of items (no bias toward big classes).
-                    block = temperature * (torch.logsumexp(block / temperature, dim=-1) - math.log(m))
+                    block = temperature * (torch.logsumexp(block / temperature, dim=axis) - math.log(m))
                 else:
                     raise ValueError(f"unknown reduction {reduction!r}: use 'max', 'mean' or 'softmax'")
             # index_copy_ is a plain strided copy; `out[:, classes] = ...` is a much slower scatter.
-            out.index_copy_(1, classes, block)
+            out.index_copy_(item_dim, classes, block)
         return out
 
 
@@ -226,19 +232,23 @@ def point_to_simplex(images: torch.Tensor, spaces: StackedSpaces, chunk_size: in
     simplices = spaces.simplices
     verts = simplices.items  # (S, m, D), zero rows pad smaller simplices (after the real ones)
     if solver == "kernel":
-        from s3.core.simplex_kernel import simplex_scores
+        from s3.core.simplex_kernel import cone_scores, face_scores
 
         if spaces.simplex_columns is None:
             raise ValueError("solver='kernel' needs StackedSpaces.simplex_columns (build with StackedSpaces.from_spaces)")
-        columns = spaces.simplex_columns.cpu()
-        counts = (columns >= 0).sum(-1).numpy()
         vertices = spaces.vertices.items.cpu()
-        safe = columns.clamp_min(0)
-        v64 = vertices.double()[safe] * (columns >= 0)[..., None]  # (S, m, D), the float32 vertices in float64
-        gram = torch.einsum("smd,snd->smn", v64, v64).numpy()
-        owner = simplices.owners().cpu().numpy()
-        return _chunked(images, spaces.num_classes, chunk_size, lambda x, out: out.copy_(
-            simplex_scores(x @ vertices.T, columns.numpy(), counts, gram, owner, spaces.num_classes)))
+        kept, masks, starts = _kept_sets(spaces)
+        counts = (kept >= 0).sum(1)
+        v64 = vertices.double()[torch.as_tensor(kept).clamp_min(0)] * torch.as_tensor(kept >= 0)[..., None]
+        gram = torch.einsum("cmd,cnd->cmn", v64, v64).numpy()  # (C, k, k), the float32 vertices in float64
+        classes = np.arange(len(kept))
+
+        def chunk_scores(x: torch.Tensor, out: torch.Tensor) -> None:
+            products_t = vertices @ x.T  # (V, n): item-major, as the kernels read it
+            values, supports = cone_scores(products_t, kept, counts, gram)  # each class's kept set
+            out.copy_(face_scores(products_t, classes, kept, counts, gram, values, supports, starts, masks).T)
+
+        return _chunked(images, spaces.num_classes, chunk_size, chunk_scores)
     if solver != "batched":
         raise ValueError(f"unknown solver {solver!r}: use 'auto', 'kernel' or 'batched'")
     valid = verts.abs().sum(dim=-1) > 0
@@ -251,6 +261,29 @@ def point_to_simplex(images: torch.Tensor, spaces: StackedSpaces, chunk_size: in
         simplices.reduce(cone_cosine(b, gram, valid, tables=tables), "max", out=out)
 
     return _chunked(images, spaces.num_classes, chunk_size, chunk_scores)
+
+
+def _kept_sets(spaces: StackedSpaces) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kernel's view of the spaces: each class's kept set and its simplices as bitmasks.
+
+    Returns ``kept`` ``(C, k_max)`` int64 rows of ``vertices.items`` (-1 padding), ``masks``
+    ``(S,)`` int32 (bit ``r``: the class's ``r``-th kept vertex), and ``starts`` ``(C + 1,)``:
+    class ``c``'s simplices are ``masks[starts[c]:starts[c + 1]]``.
+    """
+    first = spaces.vertices.first_rows()
+    sizes = np.zeros(spaces.num_classes, np.int64)
+    for _, classes, m in spaces.vertices.blocks:
+        sizes[classes.cpu().numpy()] = m
+    kept = np.full((spaces.num_classes, int(sizes.max())), -1, np.int64)
+    for c in range(spaces.num_classes):
+        kept[c, : sizes[c]] = first[c] + np.arange(sizes[c])
+    owner = spaces.simplices.owners().cpu().numpy()
+    columns = spaces.simplex_columns.cpu().numpy()
+    rank = np.where(columns >= 0, columns - first[owner][:, None], 0)
+    bits = np.where(columns >= 0, np.left_shift(1, rank), 0).sum(1)
+    order = np.argsort(owner, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=spaces.num_classes))])
+    return kept, bits[order].astype(np.int32), starts.astype(np.int64)
 
 
 METRICS = ("point_to_point_max", "point_to_point_mean", "point_to_center", "point_to_simplex", "point_to_local_center")

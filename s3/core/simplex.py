@@ -23,7 +23,6 @@ float32 (ill-conditioned supports) are solved again in float64.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 __all__ = ["support_inverses", "cone_cosine", "kkt_violation"]
@@ -167,11 +166,12 @@ def cone_cosine(b: torch.Tensor, gram: torch.Tensor, valid: torch.Tensor, tolera
     if solver == "auto":
         solver = "kernel" if b.device.type == "cpu" else "batched"
     if solver == "kernel":
-        from s3.core.simplex_kernel import simplex_scores
+        from s3.core.simplex_kernel import cone_scores
 
         columns = torch.arange(S * m).reshape(S, m).masked_fill(~valid.cpu(), -1)
-        return simplex_scores(b.reshape(n, S * m).float(), columns.numpy(), valid.sum(-1).cpu().numpy(),
-                              gram.double().cpu().numpy(), np.arange(S), S).to(b.dtype)
+        values, _ = cone_scores(b.reshape(n, S * m).T.float().cpu(), columns.numpy(), valid.sum(-1).cpu().numpy(),
+                                gram.double().cpu().numpy())
+        return values.T.to(b.dtype)
     if solver != "batched":
         raise ValueError(f"unknown solver {solver!r}: use 'auto', 'kernel' or 'batched'")
     tables = {} if tables is None else tables

@@ -1,19 +1,25 @@
-"""Exact point-to-simplex scores on the CPU: one compiled Lawson-Hanson solve per (point, simplex) pair.
+"""Exact point-to-simplex scores on the CPU: one compiled Lawson-Hanson solve per (point, cone) pair.
 
 The problem is the one of ``s3.core.simplex`` (read its docstring): for a unit point with products
 ``b`` with a simplex's vertices and the vertices' Gram matrix ``G``, the best cosine to the
 simplex's cone solves the ``m``-dimensional non-negative least squares problem
 ``min_{c >= 0} 1 - 2 b.c + c^T G c``. Here each pair is solved on its own, in float64, by the
-Lawson-Hanson active-set method with a Cholesky solve of ``G_PP`` on the current support ``P``,
-inside a numba kernel that runs the images in parallel. The pair's data (``m <= 12`` products, the
-``m x m`` Gram matrix) stays in cache, so a pair costs tens of nanoseconds when its best vertex is
-already optimal (the common case) and a few small solves otherwise; the batched torch solver of
-``s3.core.simplex`` instead streams every step through memory, which is right on a GPU and slow on
-a CPU.
+Lawson-Hanson active-set method with a Cholesky factor of ``G_PP`` on the current support ``P``
+(grown a row at a time), inside a numba kernel. The pair's data (``m`` products, the ``m x m``
+Gram matrix) stays in cache, so a pair costs a few nanoseconds when its best vertex is optimal
+(the common case), a closed-form 2 x 2 solve when an edge is, and a few small solves otherwise;
+the batched torch solver of ``s3.core.simplex`` instead streams every step through memory, which
+suits a GPU and not a CPU.
 
-The kernel reads the products straight from the ``(n, L)`` image-vertex product matrix through a
-column table, and reduces to classes (max over a class's simplices) as it goes, so no ``(n, S, m)``
-tensor is ever formed.
+Classes with several simplices (``face_scores``): every simplex of a class lies in the class's kept
+set ``T``, and a cone only grows with its generators, so ``cone(T)`` bounds every simplex's value.
+When the optimal support of ``cone(T)`` lies inside one of the simplices, that simplex attains the
+bound and the class's score is ``cone(T)``, exactly; only the other pairs solve each simplex (the
+NNLS over ``T`` with the vertices outside the simplex held at zero). So a class costs about one
+solve, however many faces its complex has.
+
+Layout: products are item-major, ``(L, n)`` (vertex rows, image columns), so one cone's pairs read
+contiguous memory and the kernels run the cones (or classes) in parallel.
 """
 
 from __future__ import annotations
@@ -24,14 +30,14 @@ import numba
 import numpy as np
 import torch
 
-__all__ = ["simplex_scores"]
+__all__ = ["cone_scores", "face_scores", "MAX_VERTICES"]
 
 # Gradient tolerance of the active set (float64): a vertex enters the support only if it would raise
-# the objective's gradient by more than this. The cosine's error is of the order of the tolerance.
+# the objective's gradient by more than this (tests/test_simplex.py: within 1e-6 of float64 NNLS).
 TOLERANCE = 1e-7
 # Cholesky pivot under which a vertex is treated as linearly dependent on the support (duplicates).
 PIVOT = 1e-12
-
+MAX_VERTICES = 31  # supports are int32 bitmasks
 
 _FLAGS = {"nsz", "arcp", "contract", "afn", "reassoc"}  # fastmath without "no NaN / no inf" assumptions
 
@@ -73,8 +79,10 @@ def _solve(chol, support, p, b, z):
 
 
 @numba.njit(cache=True, inline="always", fastmath=_FLAGS)
-def _active_set(gram, s, m, b, best, second, z_best, z_second, c, z, w, in_support, blocked, support, chol):
-    """Lawson-Hanson for one pair; returns its cone cosine.
+def _active_set(gram, s, m, b, allowed, best, second, z_best, z_second, c, z, w, in_support, blocked, support,
+                chol):
+    """Lawson-Hanson for one pair over the vertices in the bitmask ``allowed``; returns
+    ``(cone cosine, support bitmask)``.
 
     Starts from the feasible iterate ``c = z_best e_best + z_second e_second`` on the support
     {best, second} when ``second >= 0`` (both coefficients positive), else from {best}.
@@ -83,7 +91,7 @@ def _active_set(gram, s, m, b, best, second, z_best, z_second, c, z, w, in_suppo
         c[k] = 0.0
         z[k] = 0.0
         in_support[k] = False
-        blocked[k] = False
+        blocked[k] = ((allowed >> k) & 1) == 0
     c[best] = z_best
     in_support[best] = True
     support[0] = best
@@ -156,85 +164,148 @@ def _active_set(gram, s, m, b, best, second, z_best, z_second, c, z, w, in_suppo
             for q in range(p):
                 acc -= gram[s, k, support[q]] * c[support[q]]
             w[k] = acc
-    dot, norm_sq = 0.0, 0.0
+    dot, norm_sq, mask = 0.0, 0.0, 0
     for q in range(p):
         i = support[q]
+        mask |= 1 << i
         dot += b[i] * c[i]
         for r in range(p):
             norm_sq += c[i] * gram[s, i, support[r]] * c[support[r]]
-    if norm_sq <= 0.0:
-        return b[best]
-    return max(dot / math.sqrt(norm_sq), b[best])
+    if norm_sq <= 0.0 or dot / math.sqrt(norm_sq) <= b[best]:
+        return b[best], 1 << best
+    return dot / math.sqrt(norm_sq), mask
 
 
 @numba.njit(cache=True, inline="always", fastmath=_FLAGS)
-def _edge_or_active_set(gram, s, m, b, j, k, c, z, w, in_support, blocked, support, chol):
-    """The pair's second Lawson-Hanson step in closed form (support {j, k}, a 2 x 2 system): most
-    pairs that leave the vertex are optimal on an edge. Otherwise the general active set, from there."""
+def _solve_pair(gram, s, m, b, allowed, c, z, w, in_support, blocked, support, chol):
+    """Cone cosine and optimal support (bitmask) of one pair, over the vertices in ``allowed``.
+
+    When no allowed vertex has a positive product the value is the best one's product (the
+    convention of ``s3.core.scoring``).
+    """
+    j = -1
+    for k in range(m):
+        if ((allowed >> k) & 1) == 1 and (j < 0 or b[k] > b[j]):
+            j = k
+    value = b[j]
+    if value <= 0.0:
+        return value, 1 << j
+    # Support {j} (c = b_j) is optimal unless an allowed vertex has a positive gradient b_k - b_j G_jk.
+    k, top = -1, TOLERANCE
+    for q in range(m):
+        if ((allowed >> q) & 1) == 1:
+            gain = b[q] - value * gram[s, j, q]
+            if gain > top:
+                k, top = q, gain
+    if k < 0:
+        return value, 1 << j
+    # LH's second step in closed form (support {j, k}, a 2 x 2 system): most such pairs end on an edge.
     g, gjj, gkk = gram[s, j, k], gram[s, j, j], gram[s, k, k]
     det = gjj * gkk - g * g
     if det > 1e-8:
         zj, zk = (gkk * b[j] - g * b[k]) / det, (gjj * b[k] - g * b[j]) / det
         if zj > 0.0 and zk > 0.0:
-            for i in range(m):
-                if b[i] - zj * gram[s, j, i] - zk * gram[s, k, i] > TOLERANCE:
-                    return _active_set(gram, s, m, b, j, k, zj, zk, c, z, w, in_support, blocked, support, chol)
-            return max(math.sqrt(max(b[j] * zj + b[k] * zk, 0.0)), b[j])
-    return _active_set(gram, s, m, b, j, -1, b[j], 0.0, c, z, w, in_support, blocked, support, chol)
+            for q in range(m):
+                if ((allowed >> q) & 1) == 1 and b[q] - zj * gram[s, j, q] - zk * gram[s, k, q] > TOLERANCE:
+                    return _active_set(gram, s, m, b, allowed, j, k, zj, zk, c, z, w, in_support, blocked,
+                                       support, chol)
+            return max(math.sqrt(max(b[j] * zj + b[k] * zk, 0.0)), value), (1 << j) | (1 << k)
+    return _active_set(gram, s, m, b, allowed, j, -1, value, 0.0, c, z, w, in_support, blocked, support, chol)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=_FLAGS)
-def _scores(products, columns, counts, gram, owner, out):
-    n, m_max = products.shape[0], columns.shape[1]
-    for i in numba.prange(n):
+def _cone_kernel(pt, columns, counts, gram, values, supports):
+    n, m_max = pt.shape[1], columns.shape[1]
+    for u in numba.prange(columns.shape[0]):
         b, c, z, w = np.empty(m_max), np.empty(m_max), np.empty(m_max), np.empty(m_max)
         in_support, blocked = np.empty(m_max, np.bool_), np.empty(m_max, np.bool_)
-        support = np.empty(m_max, np.int64)
-        chol = np.empty((m_max, m_max))
-        for s in range(columns.shape[0]):
-            m = counts[s]
-            best = 0
+        support, chol = np.empty(m_max, np.int64), np.empty((m_max, m_max))
+        m = counts[u]
+        full = (1 << m) - 1
+        for i in range(n):
             for k in range(m):
-                b[k] = products[i, columns[s, k]]
-                if b[k] > b[best]:
-                    best = k
-            value = b[best]
-            if value > 0.0:
-                # Support {best vertex} (c = b_best) is optimal unless some vertex has a positive
-                # gradient b_k - b_best G[best, k]; then the full active set (about half the pairs).
-                enter, top = -1, TOLERANCE
-                for k in range(m):
-                    gain = b[k] - value * gram[s, best, k]
-                    if gain > top:
-                        enter, top = k, gain
-                if enter >= 0:
-                    value = _edge_or_active_set(gram, s, m, b, best, enter, c, z, w, in_support, blocked,
-                                                support, chol)
-            if value > out[i, owner[s]]:
-                out[i, owner[s]] = value
+                b[k] = pt[columns[u, k], i]
+            value, mask = _solve_pair(gram, u, m, b, full, c, z, w, in_support, blocked, support, chol)
+            values[u, i] = value
+            supports[u, i] = mask
 
 
-def simplex_scores(products: torch.Tensor, columns: np.ndarray, counts: np.ndarray, gram: np.ndarray,
-                   owner: np.ndarray, num_classes: int) -> torch.Tensor:
-    """Per class, the largest cone cosine over its simplices, exact (float64 NNLS per pair).
+@numba.njit(parallel=True, cache=True, fastmath=_FLAGS)
+def _face_kernel(pt, union, columns, counts, gram, values, supports, starts, masks, out):
+    n, m_max = pt.shape[1], columns.shape[1]
+    for c_ in numba.prange(union.shape[0]):
+        b, c, z, w = np.empty(m_max), np.empty(m_max), np.empty(m_max), np.empty(m_max)
+        in_support, blocked = np.empty(m_max, np.bool_), np.empty(m_max, np.bool_)
+        support, chol = np.empty(m_max, np.int64), np.empty((m_max, m_max))
+        u = union[c_]
+        m = counts[u]
+        for i in range(n):
+            inside = supports[u, i]
+            covered = False
+            for q in range(starts[c_], starts[c_ + 1]):
+                if (inside & ~masks[q]) == 0:
+                    covered = True
+                    break
+            if covered:  # a simplex holds the kept set's optimum: it attains the bound
+                out[c_, i] = values[u, i]
+                continue
+            for k in range(m):
+                b[k] = pt[columns[u, k], i]
+            best = -2.0
+            for q in range(starts[c_], starts[c_ + 1]):
+                value, _ = _solve_pair(gram, u, m, b, masks[q], c, z, w, in_support, blocked, support, chol)
+                if value > best:
+                    best = value
+            out[c_, i] = best
+
+
+def _threads() -> None:
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def cone_scores(products_t: torch.Tensor, columns: np.ndarray, counts: np.ndarray,
+                gram: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact cone cosine of every (cone, point) pair, and its optimal support.
 
     Args:
-        products: ``(n, L)`` float32 CPU products of unit points with the vertices.
-        columns: ``(S, m)`` int64: simplex ``s``'s vertex ``k`` is column ``columns[s, k]`` of
-            ``products`` for ``k < counts[s]`` (the rest is padding, never read).
-        counts: ``(S,)`` int64 vertices per simplex (>= 1).
-        gram: ``(S, m, m)`` float64 vertex Gram matrices (unit diagonal on real vertices).
-        owner: ``(S,)`` int64 class of each simplex, in ``[0, num_classes)``; every class owns one.
+        products_t: ``(L, n)`` float32 CPU products of the vertices with ``n`` unit points.
+        columns: ``(U, m)`` int64: cone ``u``'s vertex ``k`` is row ``columns[u, k]`` of
+            ``products_t`` for ``k < counts[u]`` (the rest is padding, never read).
+        counts: ``(U,)`` int64 vertices per cone (1 to ``MAX_VERTICES``).
+        gram: ``(U, m, m)`` float64 vertex Gram matrices.
 
     Returns:
-        ``(n, num_classes)`` float32. When no vertex of a simplex has a positive product, its value
-        is its best vertex's product (the convention of ``s3.core.scoring``).
+        ``values`` ``(U, n)`` float32 (a cone with no positive product scores its best vertex's
+        product) and ``supports`` ``(U, n)`` int32, bit ``k`` set when vertex ``k`` carries weight
+        at the optimum.
     """
-    if columns.shape[1] > 12:
-        raise ValueError(f"simplices of {columns.shape[1]} vertices: use max_dimension <= 11")
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    out = np.full((products.shape[0], num_classes), -np.inf, dtype=np.float32)
-    _scores(products.detach().contiguous().numpy(), np.ascontiguousarray(columns, np.int64),
-            np.ascontiguousarray(counts, np.int64), np.ascontiguousarray(gram, np.float64),
-            np.ascontiguousarray(owner, np.int64), out)
+    if columns.shape[1] > MAX_VERTICES:
+        raise ValueError(f"simplices of {columns.shape[1]} vertices: at most {MAX_VERTICES} are supported")
+    _threads()
+    n = products_t.shape[1]
+    values = np.empty((len(columns), n), np.float32)
+    supports = np.empty((len(columns), n), np.int32)
+    _cone_kernel(products_t.detach().contiguous().numpy(), np.ascontiguousarray(columns, np.int64),
+                 np.ascontiguousarray(counts, np.int64), np.ascontiguousarray(gram, np.float64), values, supports)
+    return torch.from_numpy(values), torch.from_numpy(supports)
+
+
+def face_scores(products_t: torch.Tensor, union: np.ndarray, columns: np.ndarray, counts: np.ndarray,
+                gram: np.ndarray, values: torch.Tensor, supports: torch.Tensor, starts: np.ndarray,
+                masks: np.ndarray) -> torch.Tensor:
+    """Per class, the largest cone cosine over its simplices (module docstring), ``(C, n)`` float32.
+
+    Args:
+        products_t, columns, counts, gram: as ``cone_scores``; the cones are the classes' kept sets.
+        union: ``(C,)`` int64, the kept-set cone of each class.
+        values, supports: ``cone_scores`` of those cones on the same points.
+        starts: ``(C + 1,)`` int64; class ``c``'s simplices are ``masks[starts[c]:starts[c + 1]]``.
+        masks: int32 bitmasks of each simplex's vertices, over its class's kept-set cone's columns.
+    """
+    _threads()
+    out = np.empty((len(union), products_t.shape[1]), np.float32)
+    _face_kernel(products_t.detach().contiguous().numpy(), np.ascontiguousarray(union, np.int64),
+                 np.ascontiguousarray(columns, np.int64), np.ascontiguousarray(counts, np.int64),
+                 np.ascontiguousarray(gram, np.float64), values.numpy(), supports.numpy(),
+                 np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(masks, np.int32), out)
     return torch.from_numpy(out)

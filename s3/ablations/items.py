@@ -1,0 +1,195 @@
+"""Scoring many class-space variants of one synonym bank at the cost of one image pass.
+
+Every synonym and S^3 method scores an image against a class through *items* made of some of the
+class's synonym embeddings (rows of the bank):
+
+    max   the largest product over a set of rows        (synonyms_max, point-to-point max)
+    mean  the mean product over a set of rows           (point-to-point mean)
+    cos   the cosine to the normalised mean of a set    (synonyms_mean, point-to-center, local centers)
+          = sum of the set's products / ||sum of its rows||
+    cone  the cosine to the cone of a set               (point-to-simplex: the kept set's cone, then
+                                                         its simplices, s3.core.simplex_kernel)
+
+All four are functions of the products of the images with the bank, ``P = X B^T`` (``N x B``). The
+ablation grid builds dozens of space variants from the same bank (other radii, K, dimensions) and
+most of their items coincide: a class's kept set or simplex is often the same in many variants. So
+``SharedItems`` registers the items of every variant, computes ``P`` once per image chunk, scores
+each distinct item once, and every (variant, method) is a gather and a per-class reduction of
+those item scores (``MethodPlan``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from s3.core.scoring import GroupedItems, Reduction
+from s3.core.simplex_kernel import cone_scores, face_scores
+from s3.core.spaces import SynonymSpace
+
+__all__ = ["SharedItems", "MethodPlan", "plan_method", "SPACE_METHODS"]
+
+KINDS = ("max", "mean", "cos", "cone")
+SPACE_METHODS = ("synonyms_mean", "synonyms_max", "s3_point_to_point_max", "s3_point_to_point_mean",
+                 "s3_point_to_center", "s3_point_to_local_center", "s3_point_to_simplex")
+
+
+class SharedItems:
+    """The distinct items of many space variants over one bank, scored together.
+
+    Args:
+        bank: C arrays ``(K_c, D)``: every synonym embedding of each class (row 0 = the label);
+            a variant's spaces index these rows (a variant with fewer synonyms uses a prefix).
+    """
+
+    def __init__(self, bank: Sequence[np.ndarray]):
+        sizes = np.array([len(b) for b in bank])
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)  # (C,) first bank column
+        self.bank = torch.as_tensor(np.concatenate(bank), dtype=torch.float32)  # (B, D)
+        self._ids: dict[str, dict[tuple[int, ...], int]] = {kind: {} for kind in KINDS}
+        self._prepared: dict | None = None
+
+    def item(self, kind: str, c: int, rows: Sequence[int]) -> int:
+        """Register the ``kind`` item of class ``c`` made of its bank ``rows``; returns its id within ``kind``."""
+        columns = tuple(int(self.offsets[c] + r) for r in sorted(rows))
+        table = self._ids[kind]
+        if columns not in table:
+            table[columns] = len(table)
+            self._prepared = None
+        return table[columns]
+
+    def _prepare(self) -> dict:
+        """Column tables of the registered items, grouped by size (sets) or padded (cones)."""
+        if self._prepared is not None:
+            return self._prepared
+        bank64 = self.bank.double()
+        groups = {}  # max and mean: gathered by set size
+        for kind in ("max", "mean"):
+            by_size: dict[int, list[tuple[tuple[int, ...], int]]] = {}
+            for columns, i in self._ids[kind].items():
+                by_size.setdefault(len(columns), []).append((columns, i))
+            groups[kind] = [(torch.tensor([c for c, _ in entries], dtype=torch.long),  # (U_m, m)
+                             torch.tensor([i for _, i in entries], dtype=torch.long)) for _, entries in sorted(by_size.items())]
+        # cos: one sparse (U, B) matrix, row u = the set's indicator / ||sum of the set's rows||
+        sets = list(self._ids["cos"])
+        rows = torch.tensor([u for u, c in enumerate(sets) for _ in c], dtype=torch.long)
+        cols = torch.tensor([j for c in sets for j in c], dtype=torch.long)
+        norms = torch.zeros(len(sets), bank64.shape[1], dtype=torch.float64).index_add_(0, rows, bank64[cols]).norm(dim=1)
+        weights = torch.sparse_coo_tensor(torch.stack([rows, cols]), (1.0 / norms[rows]).float(),
+                                          (len(sets), len(self.bank)), check_invariants=True).coalesce()
+        cones = list(self._ids["cone"])
+        m = max((len(c) for c in cones), default=1)
+        columns = np.full((len(cones), m), -1, np.int64)
+        for i, c in enumerate(cones):
+            columns[i, : len(c)] = c
+        safe = torch.as_tensor(columns).clamp_min(0)
+        verts = bank64[safe] * torch.as_tensor(columns >= 0)[..., None]
+        self._prepared = {"groups": groups, "cos": weights, "cone_columns": columns, "cone_counts": (columns >= 0).sum(1),
+                          "cone_gram": torch.einsum("smd,snd->smn", verts, verts).numpy()}
+        return self._prepared
+
+    def scores(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Item scores of a chunk of unit images ``(n, D)``, item-major: kind -> ``(U_kind, n)``.
+
+        ``products`` (the bank's, ``(B, n)``) and ``supports`` (the cones' optimal supports) ride along
+        for the simplex plans.
+        """
+        prepared = self._prepare()
+        products = self.bank @ images.T  # (B, n)
+        n = images.shape[0]
+        out = {"cos": prepared["cos"] @ products}
+        for kind in ("max", "mean"):
+            out[kind] = products.new_empty(len(self._ids[kind]), n)
+            for cols, ids in prepared["groups"][kind]:
+                values = products[cols.reshape(-1)].reshape(*cols.shape, n)  # (U_m, m, n)
+                out[kind].index_copy_(0, ids, values.amax(1) if kind == "max" else values.mean(1))
+        out["products"] = products
+        if len(prepared["cone_columns"]):
+            out["cone"], out["supports"] = cone_scores(products, prepared["cone_columns"], prepared["cone_counts"],
+                                                       prepared["cone_gram"])
+        return out
+
+    def cone_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(columns, counts, gram)`` of the registered cones (``s3.core.simplex_kernel``'s inputs)."""
+        prepared = self._prepare()
+        return prepared["cone_columns"], prepared["cone_counts"], prepared["cone_gram"]
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    """One method of one variant as a reduction of item scores.
+
+    Attributes:
+        kind: which item scores (``SharedItems.scores`` key).
+        order: ``(L,)`` long item ids; one per class in class order when ``grouped`` is None.
+        grouped: the per-class grouping of ``order`` (several items per class).
+        reduction, temperature: as ``GroupedItems.reduce``.
+        faces: for point-to-simplex, ``(starts, masks)``: each class's simplices as bitmasks over
+            its kept-set cone (``order``), solved by ``s3.core.simplex_kernel.face_scores``.
+    """
+
+    kind: str
+    order: torch.Tensor
+    grouped: GroupedItems | None = None
+    reduction: Reduction = "max"
+    temperature: float = 0.01
+    faces: tuple[np.ndarray, np.ndarray] | None = None
+
+    def key(self) -> tuple:
+        """Equal keys score alike (variants often share a method's items: one pass serves them all)."""
+        faces = None if self.faces is None else tuple(f.tobytes() for f in self.faces)
+        blocks = None if self.grouped is None else tuple((s, c.numpy().tobytes(), m) for s, c, m in self.grouped.blocks)
+        return (self.kind, self.order.numpy().tobytes(), blocks, self.reduction, self.temperature, faces)
+
+    def scores(self, items: dict[str, torch.Tensor], shared: "SharedItems") -> torch.Tensor:
+        """``(C, n)`` scores from a chunk's item scores."""
+        if self.faces is not None:
+            columns, counts, gram = shared.cone_tables()
+            return face_scores(items["products"], self.order.numpy(), columns, counts, gram, items["cone"],
+                               items["supports"], *self.faces)
+        values = items[self.kind].index_select(0, self.order)
+        if self.grouped is None:
+            return values
+        return self.grouped.reduce(values, self.reduction, self.temperature, item_dim=0)
+
+
+def plan_method(method: str, spaces: Sequence[SynonymSpace], shared: SharedItems,
+                temperature: float | None = None) -> MethodPlan:
+    """Register the items of ``method`` on the variant ``spaces`` and return how to score it.
+
+    The definitions are those of ``s3.core.methods.score_method`` (tests check the two agree).
+    """
+    def one_per_class(kind: str, rows_of) -> MethodPlan:
+        ids = [shared.item(kind, c, rows_of(s)) for c, s in enumerate(spaces)]
+        return MethodPlan(kind, torch.tensor(ids, dtype=torch.long))
+
+    everything = lambda s: range(s.num_synonyms)  # noqa: E731
+    kept = lambda s: s.kept.tolist()  # noqa: E731
+    if method == "synonyms_mean":
+        return one_per_class("cos", everything)
+    if method == "synonyms_max":
+        return one_per_class("max", everything)
+    if method == "s3_point_to_point_max":
+        return one_per_class("max", kept)
+    if method == "s3_point_to_point_mean":
+        return one_per_class("mean", kept)
+    if method == "s3_point_to_center":
+        return one_per_class("cos", kept)
+    if method == "s3_point_to_local_center":
+        per_class = [np.array([[shared.item("cos", c, simplex)] for simplex in s.simplices]) for c, s in enumerate(spaces)]
+        grouped = GroupedItems.from_lists(per_class)
+        reduction: Reduction = "softmax" if temperature else "max"
+        return MethodPlan("cos", grouped.items[:, 0].long(), grouped, reduction, temperature or 0.01)
+    if method == "s3_point_to_simplex":
+        # The cone of each class's kept set bounds its simplices (s3.core.simplex_kernel.face_scores).
+        plan = one_per_class("cone", kept)
+        masks, starts = [], [0]
+        for s in spaces:
+            rank = {int(j): r for r, j in enumerate(sorted(s.kept.tolist()))}
+            masks.extend(sum(1 << rank[j] for j in simplex) for simplex in s.simplices)
+            starts.append(len(masks))
+        return MethodPlan("cone", plan.order, faces=(np.array(starts, np.int64), np.array(masks, np.int32)))
+    raise ValueError(f"method {method!r} has no item plan; choose from {', '.join(SPACE_METHODS)}")
