@@ -45,7 +45,8 @@ from s3.encoders.models import LoadedModel
 from s3.encoders.text import encode_texts
 from s3.notices import NOTICES_ENV
 from s3.segmentation.datasets import SegImageList
-from s3.segmentation.slide import SlideConfig, evaluate_segmentation
+from s3.segmentation.evaluate import evaluate_segmentation
+from s3.segmentation.slide import SlideConfig
 
 __all__ = ["quiet", "single_thread", "add_output_options", "run_benchmark", "synchronize", "best_seconds", "input_side", "model_only_rate", "pipeline_seconds",
            "pipeline_rate", "text_rate", "synthetic_synonyms", "synthetic_text_side",
@@ -348,7 +349,7 @@ import time, sys
 start = time.perf_counter()
 import torch
 from s3.encoders.models import ModelSpec, load_model
-import s3.encoders.images, s3.encoders.text, s3.core.methods, s3.segmentation.slide
+import s3.encoders.images, s3.encoders.text, s3.core.methods, s3.segmentation.evaluate
 loaded = load_model(ModelSpec(arch=sys.argv[1], pretrained="none", device=sys.argv[2], precision="amp"))
 if loaded.device.type == "cuda":
     torch.zeros(1, device=loaded.device); torch.cuda.synchronize()
