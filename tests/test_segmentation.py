@@ -253,3 +253,21 @@ def test_window_cache_key_covers_the_window_settings_and_not_the_class_side(tiny
     assert keys(SMALL)[0] == base[0] and keys(SMALL)[1] != base[1]
     voc20 = window_images(load_seg_benchmark("voc20", tmp_path / "data"), len(dataset))
     assert window_plan(cache, tiny, voc20, SMALL, 2).path(0) == window_plan(cache, tiny, images, SMALL, 2).path(0)
+
+
+def test_float16_windows_under_autocast_rescore_exactly_like_a_fresh_run(tiny, tmp_path, monkeypatch):
+    """Under bfloat16 autocast (a GPU run) the windows are stored in float16, and a fresh run scores
+    the same float16 features; an fp32 model keeps float32 (nothing rounded)."""
+    dataset = small_voc(tmp_path / "data", num_images=2)
+    images = window_images(dataset, len(dataset))
+    cache = EmbeddingCache(tmp_path / "cache")
+    assert windows_module.window_dtype(tiny) == torch.float32
+    fp32_keys = window_plan(cache, tiny, images, SMALL, 2).keys
+    monkeypatch.setattr(windows_module, "window_dtype", lambda loaded: torch.float16)
+    assert window_plan(cache, tiny, images, SMALL, 2).keys != fp32_keys
+    text = text_side()
+    assert_same(segment(tiny, dataset, text, cache), segment(tiny, dataset, text))
+    (stored,) = [p for p in (tmp_path / "cache").rglob("*.pt")]
+    rows = window_plan(cache, tiny, images, SMALL, 2).load(0)
+    assert stored.is_file() and {w.dtype for w in rows["windows"]} == {torch.float16}
+    assert [tuple(w.shape) for w in rows["windows"]] == [(4, 4, 4, 64)] * 2 and rows["size"].tolist() == [[48, 48]] * 2

@@ -13,7 +13,7 @@ window features from ``s3.segmentation.windows`` (cached).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -21,12 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import Normalize
 
-from s3.core.methods import score_method
-from s3.core.metrics import confusion_matrix
-from s3.core.text_side import TextSide
 from s3.encoders.models import LoadedModel
-from s3.progress import progress
-from s3.segmentation.datasets import IGNORE_INDEX, SegImageList, read_mask
 from s3.segmentation.dense import dense_features
 
 __all__ = ["SlideConfig", "normalization", "prepare_image", "window_boxes", "window_features", "slide_scores",

@@ -2,14 +2,18 @@
 change of the class side (``spaces``, ``text``, the methods, the temperature, the background
 settings) re-scores the segmentation without running the image tower again.
 
-Stored per image: the unit patch features of each window, ``(n, gh, gw, D)`` float16, and the size
-``(h, w)`` of the resized image (the windows' corners follow from it: ``window_boxes``). At the
-paper settings (ViT-B/16, short side 336, window 224, stride 112: ``gh = gw = 14``, ``D = 512``) a
-500x375 VOC image has 6 windows, 6 x 14 x 14 x 512 x 2 bytes = 1.2 MB; a 500x333 one 8 windows,
-1.6 MB (VOC val, 1,449 images: about 2 GB; Context val, 5,105 images: about 7 GB). VOC20 and
-VOC21 (Context59 and Context60) read the same images and share one cache.
+Stored per image: the unit patch features of each window, ``(n, gh, gw, D)``, and the size ``(h, w)``
+of the resized image (the windows' corners follow from it: ``window_boxes``). Their dtype
+(``window_dtype``) is float16 when the model runs under bfloat16 autocast (the paper run on a GPU:
+bfloat16's 8-bit mantissa already bounds their precision, float16 keeps 11 bits) and float32
+otherwise (fp32 runs, the CPU demo: nothing is rounded, the scores are those of the uncached code).
+At the paper settings (ViT-B/16, short side 336, window 224, stride 112: ``gh = gw = 14``,
+``D = 512``, float16) a 500x375 VOC image has 6 windows, 6 x 14 x 14 x 512 x 2 bytes = 1.2 MB; a
+500x333 one 8 windows, 1.6 MB (VOC val, 1,449 images: about 2 GB; Context val, 5,105 images: about
+7 GB); twice that in float32. VOC20 and VOC21 (Context59 and Context60) read the same images and
+share one cache.
 
-Scoring always reads these float16 features (cast to float32), whether they come from the cache or
+Scoring always reads these stored features (cast to float32), whether they come from the cache or
 were just computed, so a run from the cache gives exactly the scores of a fresh run.
 
 The key covers what determines the features and nothing else: the model identity (architecture,
@@ -38,9 +42,15 @@ from s3.encoders.shards import ShardBatch, ShardPlan, UnreadableInputs
 from s3.segmentation.datasets import SEG_BENCHMARKS, SegImageList
 from s3.segmentation.slide import SlideConfig, normalization, prepare_image, window_features
 
-__all__ = ["ImageWindows", "window_images", "window_salt", "window_plan", "encode_windows", "image_windows"]
+__all__ = ["ImageWindows", "window_images", "window_dtype", "window_salt", "window_plan", "encode_windows",
+           "image_windows"]
 
-ImageWindows = tuple[int, torch.Tensor, tuple[int, int]]  # (position, (n, gh, gw, D) float16, resized (h, w))
+ImageWindows = tuple[int, torch.Tensor, tuple[int, int]]  # (position, (n, gh, gw, D) window_dtype, resized (h, w))
+
+
+def window_dtype(loaded: LoadedModel) -> torch.dtype:
+    """float16 under bfloat16 autocast (no bits the features have are lost), float32 otherwise."""
+    return torch.float16 if loaded.amp else torch.float32
 
 
 def window_images(dataset: SegImageList, count: int) -> ImageList:
@@ -58,7 +68,7 @@ def window_salt(loaded: LoadedModel, config: SlideConfig) -> str:
     if config.variant == "naclip":
         dense["naclip_sigma"] = config.naclip_sigma
     return digest({"model": _model_salt(loaded), "dense": dense, "resize": "pil-bicubic-short-side",
-                   "dtype": "float16"})
+                   "dtype": str(window_dtype(loaded)).removeprefix("torch.")})
 
 
 def window_plan(cache: EmbeddingCache, loaded: LoadedModel, images: ImageList, config: SlideConfig,
@@ -74,8 +84,8 @@ def encode_windows(loaded: LoadedModel, images: ImageList, positions: Sequence[i
     """Window features of the images at ``positions``, one image per batch (images differ in size).
 
     Yields:
-        ``ShardBatch`` rows ``windows``: a list of one ``(n, gh, gw, D)`` float16 tensor (unit rows in
-        float32 before rounding) and ``size``: ``(1, 2)`` int64, the resized image's ``(h, w)``.
+        ``ShardBatch`` rows ``windows``: a list of one ``(n, gh, gw, D)`` tensor of ``window_dtype``
+        (unit rows in float32 before rounding) and ``size``: ``(1, 2)`` int64, the resized image's ``(h, w)``.
     """
     prepare = partial(prepare_image, short_side=config.short_side, normalize=normalization(loaded.preprocess))
     for batch in pixel_batches(images, positions, prepare, 1, num_workers):
@@ -84,7 +94,7 @@ def encode_windows(loaded: LoadedModel, images: ImageList, positions: Sequence[i
         if len(batch.indices):
             pixels = batch.pixels[0]
             _, features, _ = window_features(loaded, pixels, config)
-            windows, size = [features.half()], torch.tensor([list(pixels.shape[1:])], dtype=torch.long)
+            windows, size = [features.to(window_dtype(loaded))], torch.tensor([list(pixels.shape[1:])], dtype=torch.long)
         yield ShardBatch(batch.indices, {"windows": windows, "size": size}, batch.failed)
 
 
@@ -100,7 +110,7 @@ def image_windows(loaded: LoadedModel, dataset: SegImageList, config: SlideConfi
 
     With ``cache``, the windows come from its shards; missing, torn or stale shards are encoded
     first (all of them, when the first one is met), so a warm run does no forward pass. Without,
-    each image is encoded and handed out (the same float16 features, nothing stored).
+    each image is encoded and handed out (the same features, in the same dtype; nothing stored).
     """
     images = window_images(dataset, count)
     what = f"windows {dataset.benchmark}"
