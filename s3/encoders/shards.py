@@ -177,11 +177,14 @@ def _write(plan: ShardPlan, shard: int, batches: list[ShardBatch], failed: list[
         inside = (batch.indices >= start) & (batch.indices < stop)
         order.append(batch.indices[inside])
         for name, values in batch.rows.items():
-            kept = [v for v, keep in zip(values, inside.tolist()) if keep] if isinstance(values, list) else values[inside]
-            rows.setdefault(name, []).append(kept)
+            if isinstance(values, list):
+                values = [v for v, keep in zip(values, inside.tolist()) if keep]
+            else:
+                values = values[inside]
+            rows.setdefault(name, []).append(values)
     perm = torch.argsort(torch.cat(order))
-    save_checked(plan.path(shard), {"key": plan.keys[shard],
-                                    "rows": {name: _reorder(_concatenate(parts), perm) for name, parts in rows.items()}})
+    ordered = {name: _reorder(_concatenate(parts), perm) for name, parts in rows.items()}
+    save_checked(plan.path(shard), {"key": plan.keys[shard], "rows": ordered})
 
 
 def _concatenate(parts: list[Rows]) -> Rows:

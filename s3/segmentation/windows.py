@@ -39,6 +39,7 @@ from s3.encoders.cache import EmbeddingCache, digest
 from s3.encoders.images import _model_salt, check_image_files, fill_shards, image_shard_plan, pixel_batches
 from s3.encoders.models import LoadedModel
 from s3.encoders.shards import ShardBatch, ShardPlan, UnreadableInputs
+from s3.notices import notice
 from s3.segmentation.datasets import SEG_BENCHMARKS, SegImageList
 from s3.segmentation.slide import SlideConfig, normalization, prepare_image, window_features
 
@@ -94,7 +95,8 @@ def encode_windows(loaded: LoadedModel, images: ImageList, positions: Sequence[i
         if len(batch.indices):
             pixels = batch.pixels[0]
             _, features, _ = window_features(loaded, pixels, config)
-            windows, size = [features.to(window_dtype(loaded))], torch.tensor([list(pixels.shape[1:])], dtype=torch.long)
+            windows = [features.to(window_dtype(loaded))]
+            size = torch.tensor([list(pixels.shape[1:])], dtype=torch.long)
         yield ShardBatch(batch.indices, {"windows": windows, "size": size}, batch.failed)
 
 
@@ -123,13 +125,19 @@ def image_windows(loaded: LoadedModel, dataset: SegImageList, config: SlideConfi
             yield from _rows(batch.rows, int(batch.indices[0]))
         return
     plan = window_plan(cache, loaded, images, config, shard_size)
+    encoded = False
     for shard in range(len(plan.keys)):
         rows = plan.load(shard)
-        if rows is None:
+        if rows is None and not encoded:
+            missing = len(plan.missing_items())
             fill_shards(plan, cache, images.benchmark, images, what,
                         lambda positions: encode_windows(loaded, images, positions, config, num_workers))
+            notice(f"{cache.kind}: {images.benchmark}: encoded the windows of {missing} of {count} images")
+            encoded = True
             rows = plan.load(shard)
         if rows is None:
             raise CorruptFile(f"{plan.path(shard)} could not be read back after writing it; check the disk under "
                               "segmentation.cache_dir")
         yield from _rows(rows, plan.bounds(shard)[0])
+    if not encoded:
+        notice(f"{cache.kind}: {images.benchmark}: scored {count} images from cached windows (no forward pass)")
