@@ -50,7 +50,8 @@ ImageWindows = tuple[int, torch.Tensor, tuple[int, int]]  # (position, (n, gh, g
 
 
 def window_dtype(loaded: LoadedModel) -> torch.dtype:
-    """float16 under bfloat16 autocast (no bits the features have are lost), float32 otherwise."""
+    """float16 under bfloat16 autocast (its 11 mantissa bits round less than the tower's bfloat16, 8, already
+    did), float32 otherwise (nothing rounded)."""
     return torch.float16 if loaded.amp else torch.float32
 
 
@@ -59,7 +60,8 @@ def window_images(dataset: SegImageList, count: int) -> ImageList:
     (``VOC2012``, ``VOC2010``: the 20- and 21-class protocols share their windows)."""
     info = SEG_BENCHMARKS.get(dataset.benchmark)
     name = info.folder.rsplit("/", 1)[-1] if info is not None else dataset.benchmark
-    return ImageList(name, dataset.classnames, list(dataset.images[:count]), [0] * count, dataset.bank_indices)
+    return ImageList(name, dataset.classnames, list(dataset.images[:count]), [0] * count,  # no image labels
+                     dataset.bank_indices)
 
 
 def window_salt(loaded: LoadedModel, config: SlideConfig) -> str:
