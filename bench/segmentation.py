@@ -8,7 +8,8 @@ params.yaml's window settings (short side 336, 224 windows, stride 112), C class
 synonym spaces of the shipped bank's sizes. Reports images per second of the dense features alone
 (resize, windows, ViT with the last-block variant) and of the whole inference as the segment stage
 runs it (``evaluate_segmentation``: decode, dense features, every listed method, window averaging,
-upsampling, confusion matrices). ``--smoke``: toy sizes on the CPU (tests). A benchmark: it
+upsampling, confusion matrices), and of re-scoring from a filled window cache (what a ``spaces``
+change costs: no forward pass). ``--smoke``: toy sizes on the CPU (tests). A benchmark: it
 measures and reports, it asserts nothing.
 """
 
@@ -36,6 +37,7 @@ from s3.analysis.throughput import (
     write_seg_images,
 )
 from s3.core.spaces import SpaceConfig
+from s3.encoders.cache import EmbeddingCache
 from s3.encoders.models import ModelSpec, load_model
 from s3.segmentation.slide import SlideConfig, normalization, prepare_image, window_features
 
@@ -85,6 +87,8 @@ def _measure(args: argparse.Namespace) -> int:
         synchronize(loaded.device)
         dense = len(pixels) / (time.perf_counter() - start)
         whole = segmentation_rate(loaded, images, masks, text, methods, config)
+        rescore = segmentation_rate(loaded, images, masks, text, methods, config,
+                                    cache=EmbeddingCache(Path(folder) / "cache", "window cache"))
 
     device = torch.cuda.get_device_name(0) if loaded.device.type == "cuda" else "CPU"
     header = (f"# Segmentation: {args.arch} ({args.variant}), {device}, {args.images} VOC-sized images, short side "
@@ -95,10 +99,13 @@ def _measure(args: argparse.Namespace) -> int:
     print(f"| dense features (windows + ViT, image already resized) | {dense:.2f} | {dense * windows / len(pixels):.1f} |")
     print(f"| whole inference (evaluate_segmentation: decode, features, {len(methods)} methods, averaging) | "
           f"{whole['images_per_s']:.2f} | {whole['images_per_s'] * windows / len(pixels):.1f} |")
+    print(f"| re-scoring from the window cache (a spaces change: read shards, {len(methods)} methods, averaging) | "
+          f"{rescore['images_per_s']:.2f} | {rescore['images_per_s'] * windows / len(pixels):.1f} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"header": header, "smoke": args.smoke, "dense_images_per_s": dense,
                                          "whole_images_per_s": whole["images_per_s"],
+                                         "rescore_images_per_s": rescore["images_per_s"],
                                          "windows_per_image": windows / len(pixels)}, indent=1) + "\n")
     return 0
 

@@ -21,7 +21,7 @@ from s3.data.verify import verify_benchmark
 from s3.demo.world import write_demo_eurosat
 from s3.encoders.cache import EmbeddingCache
 from s3.encoders.images import cached_image_features, load_benchmark_features, save_benchmark_features
-from s3.encoders.shards import UnreadableInputs, plan_shards
+from s3.encoders.shards import ShardBatch, UnreadableInputs, encode_shards, plan_shards
 from s3.pipeline.check import check_run
 from s3.pipeline.params import params_problems
 
@@ -219,6 +219,22 @@ def test_shard_keys_cover_only_their_own_inputs():
 
 
 # ------------------------------------------------------------------ stage outputs
+
+
+def test_ragged_rows_keep_one_tensor_per_input_in_order_across_batches_and_shards(tmp_path):
+    """A row may be a list of per-input tensors of any shapes (the segmentation windows)."""
+    plan = plan_shards(tmp_path / "shards", [f"f{i}" for i in range(5)], 2, "model")
+    ragged = [torch.full((i + 1, 3), float(i)) for i in range(5)]
+
+    def batch(positions):
+        return ShardBatch(torch.tensor(positions), {"windows": [ragged[i] for i in positions],
+                                                    "size": torch.tensor(positions)})
+
+    assert encode_shards(plan, [batch([0, 1, 2]), batch([3, 4])]) == []
+    rows = plan.assemble()
+    assert rows["size"].tolist() == [0, 1, 2, 3, 4]
+    assert len(rows["windows"]) == 5 and all(torch.equal(a, b) for a, b in zip(rows["windows"], ragged))
+    assert [len(w) for w in plan.load(1)["windows"]] == [3, 4]
 
 
 def test_a_corrupted_features_output_is_refused_with_its_path_and_the_fix(tiny, eurosat, tmp_path):

@@ -1,17 +1,25 @@
 """Segmentation: mIoU against a hand-computed confusion matrix, dense variants, sliding windows,
-the VOC/Context loaders on tiny trees, and dataset verification."""
+the window cache (re-scoring without a forward pass, its key), the VOC/Context loaders on tiny
+trees, and dataset verification."""
+
+import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import s3.segmentation.windows as windows_module
+from s3.analysis.throughput import synthetic_text_side
 from s3.core.metrics import confusion_matrix, segmentation_metrics
+from s3.core.spaces import SpaceConfig
 from s3.data.verify import verify_benchmark
 from s3.demo.world import write_demo_voc
-from s3.encoders.models import ModelSpec, load_model
+from s3.encoders.cache import EmbeddingCache
 from s3.segmentation.datasets import IGNORE_INDEX, load_seg_benchmark, read_mask
 from s3.segmentation.dense import VARIANTS, dense_features
+from s3.segmentation.evaluate import evaluate_segmentation
 from s3.segmentation.slide import (
     SlideConfig,
     predict,
@@ -19,11 +27,7 @@ from s3.segmentation.slide import (
     window_boxes,
     window_features,
 )
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_model(ModelSpec(arch="S3-Demo-Tiny", pretrained="none", device="cpu", precision="fp32"))
+from s3.segmentation.windows import window_images, window_plan
 
 
 def test_miou_matches_a_hand_computed_confusion_matrix():
@@ -148,3 +152,122 @@ def test_verify_reports_segmentation_problems(tmp_path):
 def test_slide_config_rejects_unknown_background():
     with pytest.raises(ValueError, match="'names', 'threshold' or 'none'"):
         SlideConfig(background="thresold")
+
+
+SEG_METHODS = ["clip_single", "synonyms_max", "s3_point_to_center", "s3_point_to_local_center"]
+SMALL = SlideConfig(variant="naclip", short_side=48, window=32, stride=16)  # 48x48 images: 4 windows each
+
+
+def small_voc(root, num_images=3):
+    write_demo_voc(root, num_images=num_images, num_train=0)
+    return load_seg_benchmark("voc21", root)
+
+
+def text_side(**spaces):
+    """21 classes (VOC's labels) of synthetic synonym embeddings in the tiny model's 64 dimensions."""
+    return synthetic_text_side([4] * 21, 64, SpaceConfig(**spaces), seed=3, background=True)[0]
+
+
+def segment(tiny, dataset, text, cache=None):
+    confusions, _ = evaluate_segmentation(tiny, dataset, text, SEG_METHODS, SMALL, cache=cache, shard_size=2)
+    return confusions
+
+
+def assert_same(a, b, methods=SEG_METHODS):
+    for method in methods:
+        assert torch.equal(a[method], b[method]), method
+
+
+def refuse_forward(monkeypatch, tiny):
+    def forward(*args, **kwargs):
+        raise RuntimeError("forward pass of the image tower")
+
+    monkeypatch.setattr(tiny.model.visual.conv1, "forward", forward)
+
+
+def test_a_spaces_change_rescores_from_the_window_cache_without_a_forward_pass(tiny, tmp_path, monkeypatch):
+    dataset = small_voc(tmp_path / "data")
+    cache = EmbeddingCache(tmp_path / "cache", "window cache")
+    narrow, wide = text_side(radius_rule="global", epsilon=0.05), text_side(radius_rule="global", epsilon=0.3)
+    uncached = segment(tiny, dataset, narrow)
+    assert_same(segment(tiny, dataset, narrow, cache), uncached)  # cold cache: same as no cache at all
+    shards = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.pt")}
+    assert len(shards) == 2  # 3 images, 2 per shard
+
+    refuse_forward(monkeypatch, tiny)
+    with pytest.raises(RuntimeError, match="forward pass"):
+        segment(tiny, dataset, wide)  # without the cache the patched tower is reached
+    assert [len(s.kept) for s in narrow.spaces] == [1] * 21 and [len(s.kept) for s in wide.spaces] == [4] * 21
+    rescored = segment(tiny, dataset, wide, cache)  # from the cache: completes
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.pt")} == shards
+    monkeypatch.undo()
+
+    assert_same(rescored, segment(tiny, dataset, wide))  # equal to a fresh run with the new spaces
+    assert_same(rescored, uncached, ["clip_single", "synonyms_max"])  # these do not read the spaces
+    assert any(not torch.equal(rescored[m], uncached[m]) for m in ("s3_point_to_center", "s3_point_to_local_center"))
+
+
+def test_window_cache_resumes_from_its_complete_shards_and_rebuilds_a_corrupt_one(tiny, tmp_path, monkeypatch):
+    dataset = small_voc(tmp_path / "data", num_images=5)
+    cache = EmbeddingCache(tmp_path / "cache", "window cache")
+    text = text_side()
+    expected = segment(tiny, dataset, text)
+    segment(tiny, dataset, text, cache)
+    plan = window_plan(cache, tiny, window_images(dataset, len(dataset)), SMALL, 2)
+    plan.path(1).write_bytes(plan.path(1).read_bytes()[:100])  # torn: images 2 and 3
+    plan.path(2).unlink()  # gone: image 4
+    encoded = []
+    real = windows_module.window_features
+
+    def counting(loaded, image, config):
+        encoded.append(tuple(image.shape))
+        return real(loaded, image, config)
+
+    monkeypatch.setattr(windows_module, "window_features", counting)
+    assert_same(segment(tiny, dataset, text, cache), expected)
+    assert len(encoded) == 3 and plan.missing() == []
+
+
+def test_window_cache_key_covers_the_window_settings_and_not_the_class_side(tiny, tmp_path):
+    dataset = small_voc(tmp_path / "data", num_images=4)
+    images = window_images(dataset, len(dataset))
+    cache = EmbeddingCache(tmp_path / "cache")
+
+    def keys(config, loaded=tiny):
+        return window_plan(cache, loaded, images, config, 2).keys
+
+    base = keys(SMALL)
+    for changed in (dict(window=16), dict(stride=8), dict(short_side=64), dict(variant="clearclip"),
+                    dict(variant="vanilla"), dict(naclip_sigma=2.0)):
+        other = keys(replace(SMALL, **changed))
+        assert all(a != b for a, b in zip(base, other)), changed
+    for scoring_only in (dict(background="threshold"), dict(bg_threshold=0.9), dict(batch_size=1)):
+        assert keys(replace(SMALL, **scoring_only)) == base, scoring_only
+    vanilla = replace(SMALL, variant="vanilla")
+    assert keys(replace(vanilla, naclip_sigma=2.0)) == keys(vanilla)  # sigma is NACLIP's only
+    gelu = replace(tiny, spec=replace(tiny.spec, activation="quick_gelu"))
+    assert gelu.spec.identity != tiny.spec.identity and all(a != b for a, b in zip(keys(SMALL, gelu), base))
+    # one replaced image changes its own shard's key only; voc20 reads voc21's images and windows
+    stat = os.stat(images.paths[3])
+    os.utime(images.paths[3], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert keys(SMALL)[0] == base[0] and keys(SMALL)[1] != base[1]
+    voc20 = window_images(load_seg_benchmark("voc20", tmp_path / "data"), len(dataset))
+    assert window_plan(cache, tiny, voc20, SMALL, 2).path(0) == window_plan(cache, tiny, images, SMALL, 2).path(0)
+
+
+def test_float16_windows_under_autocast_rescore_exactly_like_a_fresh_run(tiny, tmp_path, monkeypatch):
+    """Under bfloat16 autocast (a GPU run) the windows are stored in float16, and a fresh run scores
+    the same float16 features; an fp32 model keeps float32 (nothing rounded)."""
+    dataset = small_voc(tmp_path / "data", num_images=2)
+    images = window_images(dataset, len(dataset))
+    cache = EmbeddingCache(tmp_path / "cache")
+    assert windows_module.window_dtype(tiny) == torch.float32
+    fp32_keys = window_plan(cache, tiny, images, SMALL, 2).keys
+    monkeypatch.setattr(windows_module, "window_dtype", lambda loaded: torch.float16)
+    assert window_plan(cache, tiny, images, SMALL, 2).keys != fp32_keys
+    text = text_side()
+    assert_same(segment(tiny, dataset, text, cache), segment(tiny, dataset, text))
+    (stored,) = [p for p in (tmp_path / "cache").rglob("*.pt")]
+    rows = window_plan(cache, tiny, images, SMALL, 2).load(0)
+    assert stored.is_file() and {w.dtype for w in rows["windows"]} == {torch.float16}
+    assert [tuple(w.shape) for w in rows["windows"]] == [(4, 4, 4, 64)] * 2 and rows["size"].tolist() == [[48, 48]] * 2

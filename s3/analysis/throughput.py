@@ -45,7 +45,8 @@ from s3.encoders.models import LoadedModel
 from s3.encoders.text import encode_texts
 from s3.notices import NOTICES_ENV
 from s3.segmentation.datasets import SegImageList
-from s3.segmentation.slide import SlideConfig, evaluate_segmentation
+from s3.segmentation.evaluate import evaluate_segmentation
+from s3.segmentation.slide import SlideConfig
 
 __all__ = ["quiet", "single_thread", "add_output_options", "run_benchmark", "synchronize", "best_seconds", "input_side", "model_only_rate", "pipeline_seconds",
            "pipeline_rate", "text_rate", "synthetic_synonyms", "synthetic_text_side",
@@ -266,16 +267,21 @@ def write_seg_images(folder: Path, sizes: Sequence[tuple[int, int]], num_classes
 
 @torch.no_grad()
 def segmentation_rate(loaded: LoadedModel, images: Sequence[Path], masks: Sequence[Path], text: TextSide,
-                      methods: Sequence[str], config: SlideConfig, with_background: bool = True) -> dict[str, float]:
-    """Images per second of ``evaluate_segmentation`` (decode, windows, dense features, every method)."""
+                      methods: Sequence[str], config: SlideConfig, with_background: bool = True,
+                      cache: EmbeddingCache | None = None) -> dict[str, float]:
+    """Images per second of ``evaluate_segmentation`` (decode, windows, dense features, every method).
+
+    With ``cache`` (an empty window cache), the untimed first run fills it and the timed one re-scores
+    from it, as a ``spaces`` change does (no forward pass)."""
     dataset = SegImageList("bench", text.classnames, list(range(len(text.classnames))), list(images), list(masks),
                            reduce_zero_label=not with_background)
+    warm_up = dataset if cache is not None else SegImageList(**{**dataset.__dict__, "images": dataset.images[:1],
+                                                                "masks": dataset.masks[:1]})
     with quiet():
-        evaluate_segmentation(loaded, SegImageList(**{**dataset.__dict__, "images": dataset.images[:1],
-                                                      "masks": dataset.masks[:1]}), text, methods, config)
+        evaluate_segmentation(loaded, warm_up, text, methods, config, cache=cache)
         synchronize(loaded.device)
         start = time.perf_counter()
-        evaluate_segmentation(loaded, dataset, text, methods, config)
+        evaluate_segmentation(loaded, dataset, text, methods, config, cache=cache)
         synchronize(loaded.device)
     seconds = time.perf_counter() - start
     return {"images_per_s": len(dataset) / seconds, "images": len(dataset)}
@@ -348,7 +354,7 @@ import time, sys
 start = time.perf_counter()
 import torch
 from s3.encoders.models import ModelSpec, load_model
-import s3.encoders.images, s3.encoders.text, s3.core.methods, s3.segmentation.slide
+import s3.encoders.images, s3.encoders.text, s3.core.methods, s3.segmentation.evaluate
 loaded = load_model(ModelSpec(arch=sys.argv[1], pretrained="none", device=sys.argv[2], precision="amp"))
 if loaded.device.type == "cuda":
     torch.zeros(1, device=loaded.device); torch.cuda.synchronize()

@@ -38,6 +38,8 @@ __all__ = [
     "pixel_pipeline",
     "image_tower",
     "encode_images",
+    "image_shard_plan",
+    "fill_shards",
     "encode_in_shards",
     "file_stamp",
     "check_image_files",
@@ -271,22 +273,22 @@ def cache_key(loaded: LoadedModel, images: ImageList, split: str, decode: str = 
                    "files": [file_stamp(p) for p in images.paths], "labels": images.labels})
 
 
-def encode_in_shards(
-    cache: EmbeddingCache, name: str, salt: str, images: ImageList, shard_size: int, what: str,
-    encode: Callable[[Sequence[int]], Iterator[ShardBatch]],
-) -> tuple[dict[str, torch.Tensor], ShardPlan]:
-    """Encode ``images`` in resumable shards of ``shard_size`` (under the cache's ``shards/`` folder).
+def image_shard_plan(cache: EmbeddingCache, name: str, salt: str, images: ImageList, shard_size: int) -> ShardPlan:
+    """The resumable shards of ``images`` under the cache's ``shards/`` folder: ``salt`` covers what
+    determines every row besides its file, each shard's key adds its files' stamps and labels."""
+    return plan_shards(cache.root / "shards" / f"{name}-{salt[:16]}",
+                       [f"{file_stamp(p)}:{y}" for p, y in zip(images.paths, images.labels)], shard_size, salt)
+
+
+def fill_shards(plan: ShardPlan, cache: EmbeddingCache, name: str, images: ImageList, what: str,
+                encode: Callable[[Sequence[int]], Iterator[ShardBatch]]) -> None:
+    """Encode the missing shards of ``plan`` (``image_shard_plan``); afterwards every shard is complete.
 
     Checks every file first; ``encode(positions)`` yields the ``ShardBatch`` es of the positions still
-    missing (a resumed run encodes only those). Images that cannot be decoded are reported together.
-
-    Returns:
-        ``(rows, plan)``: every image's rows in order (``plan.assemble()``); call ``plan.clear()`` once
-        the result is safely cached.
+    missing (a resumed run encodes only those). Images that cannot be decoded are reported together
+    (``UnreadableInputs``), after every other shard was written.
     """
     check_image_files(images)
-    plan = plan_shards(cache.root / "shards" / f"{name}-{salt[:16]}",
-                       [f"{file_stamp(p)}:{y}" for p, y in zip(images.paths, images.labels)], shard_size, salt)
     missing = plan.missing()
     if len(missing) < len(plan.keys):
         notice(f"{cache.kind}: {name}: resuming, {len(plan.keys) - len(missing)} of {len(plan.keys)} shards "
@@ -295,6 +297,20 @@ def encode_in_shards(
     if failed:
         raise UnreadableInputs(failed, "Replace or remove these images (`s3 data verify` lists every bad file) and "
                                        "run again: only the shards holding them are encoded again.")
+
+
+def encode_in_shards(
+    cache: EmbeddingCache, name: str, salt: str, images: ImageList, shard_size: int, what: str,
+    encode: Callable[[Sequence[int]], Iterator[ShardBatch]],
+) -> tuple[dict[str, torch.Tensor], ShardPlan]:
+    """Encode ``images`` in resumable shards of ``shard_size`` (``image_shard_plan``, ``fill_shards``).
+
+    Returns:
+        ``(rows, plan)``: every image's rows in order (``plan.assemble()``); call ``plan.clear()`` once
+        the result is safely cached.
+    """
+    plan = image_shard_plan(cache, name, salt, images, shard_size)
+    fill_shards(plan, cache, name, images, what, encode)
     return plan.assemble(), plan
 
 

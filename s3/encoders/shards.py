@@ -9,6 +9,9 @@ Shards are checked files (``s3.checked``): a torn or corrupt shard is encoded ag
     encode_shards(plan, batches_over(plan.missing_items()))   # writes the missing shards
     rows = plan.assemble()                                     # dict of (N, ...) tensors
     plan.clear()                                               # once the result is stored
+
+A row may also be ragged: a list of one tensor per input, of any shapes (the segmentation
+windows: ``(n_i, gh, gw, D)`` with ``n_i`` windows of image i); it stays a list in input order.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, Union
 
 import torch
 
@@ -25,7 +28,9 @@ from s3.encoders.cache import digest
 from s3.errors import S3Error
 from s3.progress import progress
 
-__all__ = ["ShardBatch", "ShardPlan", "UnreadableInputs", "plan_shards", "encode_shards"]
+__all__ = ["Rows", "ShardBatch", "ShardPlan", "UnreadableInputs", "plan_shards", "encode_shards"]
+
+Rows = Union[torch.Tensor, list]  # (B, ...) tensor, or a ragged list of B tensors
 
 
 class UnreadableInputs(S3Error):
@@ -44,12 +49,13 @@ class ShardBatch:
 
     Attributes:
         indices: ``(B,)`` int64 positions in the input list of the rows below.
-        rows: name -> ``(B, ...)`` tensor (e.g. ``features``, ``labels``).
+        rows: name -> ``(B, ...)`` tensor (e.g. ``features``, ``labels``), or a list of B tensors
+            of any shapes (a ragged row).
         failed: ``(position, reason)`` of inputs of this batch that could not be read (no rows).
     """
 
     indices: torch.Tensor
-    rows: dict[str, torch.Tensor]
+    rows: dict[str, Rows]
     failed: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -76,7 +82,8 @@ class ShardPlan:
     def path(self, shard: int) -> Path:
         return self.directory / f"{shard:05d}-{self.keys[shard][:16]}.pt"
 
-    def _load(self, shard: int) -> dict[str, torch.Tensor] | None:
+    def load(self, shard: int) -> dict[str, Rows] | None:
+        """The rows of ``shard`` in input order, or ``None`` when it is absent, torn or made from other inputs."""
         try:
             payload = load_checked(self.path(shard), "it will be encoded again")
         except CorruptFile:
@@ -85,19 +92,19 @@ class ShardPlan:
 
     def missing(self) -> list[int]:
         """Shards not yet complete (absent, torn, or made from other inputs)."""
-        return [s for s in range(len(self.keys)) if not self.path(s).is_file() or self._load(s) is None]
+        return [s for s in range(len(self.keys)) if not self.path(s).is_file() or self.load(s) is None]
 
     def missing_items(self) -> list[int]:
         """Positions of the inputs of the missing shards, ascending."""
         return [i for s in self.missing() for i in range(*self.bounds(s))]
 
-    def assemble(self) -> dict[str, torch.Tensor]:
+    def assemble(self) -> dict[str, Rows]:
         """Every shard's rows concatenated in input order; each must be complete."""
-        parts = [self._load(s) for s in range(len(self.keys))]
+        parts = [self.load(s) for s in range(len(self.keys))]
         if any(p is None for p in parts):
             raise CorruptFile(f"{self.directory}: shards {[s for s, p in enumerate(parts) if p is None]} are "
                               "missing or corrupt; run the stage again to encode them")
-        return {name: torch.cat([p[name] for p in parts]) for name in parts[0]} if parts else {}
+        return {name: _concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
 
     def clear(self) -> None:
         """Delete the shards (after the assembled result is stored elsewhere)."""
@@ -164,13 +171,27 @@ def _write(plan: ShardPlan, shard: int, batches: list[ShardBatch], failed: list[
     start, stop = plan.bounds(shard)
     if any(start <= i < stop for i, _ in failed):
         return  # incomplete: encoded again once the input is fixed
-    rows: dict[str, list[torch.Tensor]] = {}
+    rows: dict[str, list[Rows]] = {}
     order: list[torch.Tensor] = []
     for batch in batches:
         inside = (batch.indices >= start) & (batch.indices < stop)
         order.append(batch.indices[inside])
         for name, values in batch.rows.items():
-            rows.setdefault(name, []).append(values[inside])
+            if isinstance(values, list):
+                values = [v for v, keep in zip(values, inside.tolist()) if keep]
+            else:
+                values = values[inside]
+            rows.setdefault(name, []).append(values)
     perm = torch.argsort(torch.cat(order))
-    save_checked(plan.path(shard), {"key": plan.keys[shard],
-                                    "rows": {name: torch.cat(parts)[perm].contiguous() for name, parts in rows.items()}})
+    ordered = {name: _reorder(_concatenate(parts), perm) for name, parts in rows.items()}
+    save_checked(plan.path(shard), {"key": plan.keys[shard], "rows": ordered})
+
+
+def _concatenate(parts: list[Rows]) -> Rows:
+    return [row for part in parts for row in part] if isinstance(parts[0], list) else torch.cat(parts)
+
+
+def _reorder(rows: Rows, perm: torch.Tensor) -> Rows:
+    if isinstance(rows, list):
+        return [rows[i].contiguous() for i in perm.tolist()]
+    return rows[perm].contiguous()

@@ -198,6 +198,8 @@ class Segmentation(Section):
     background: Literal["names", "threshold", "none"]
     bg_threshold: Fraction
     batch_size: PositiveInt
+    cache_dir: Annotated[str, Field(min_length=1)]
+    shard_size: PositiveInt
     max_images: Optional[PositiveInt]
     examples: PositiveInt
     temperature: Optional[PositiveFloat]

@@ -6,13 +6,14 @@ template, ensembles, synonyms, S^3 metrics: ``s3.core.methods.score_method``), u
 scores to its pixels, average where windows overlap, upsample to the label size, take the argmax.
 The background is either a class with its own names (``names``), or assigned where the best
 foreground probability is below a threshold (``threshold``), or absent (``none``: 20/59-class
-protocols ignore background pixels).
+protocols ignore background pixels). ``s3.segmentation.evaluate`` runs it over a dataset, with the
+window features from ``s3.segmentation.windows`` (cached).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,16 +21,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import Normalize
 
-from s3.core.methods import score_method
-from s3.core.metrics import confusion_matrix
-from s3.core.text_side import TextSide
 from s3.encoders.models import LoadedModel
-from s3.progress import progress
-from s3.segmentation.datasets import IGNORE_INDEX, SegImageList, read_mask
 from s3.segmentation.dense import dense_features
 
 __all__ = ["SlideConfig", "normalization", "prepare_image", "window_boxes", "window_features", "slide_scores",
-           "predict", "evaluate_segmentation"]
+           "predict"]
 
 
 @dataclass(frozen=True)
@@ -136,48 +132,3 @@ def predict(scores: torch.Tensor, label_size: tuple[int, int], background: str, 
     probabilities = (logit_scale * scores[1:]).softmax(0)  # foreground classes only
     best, label = probabilities.max(0)
     return torch.where(best < threshold, torch.zeros_like(label), label + 1)
-
-
-def evaluate_segmentation(
-    loaded: LoadedModel,
-    dataset: SegImageList,
-    text: TextSide,
-    methods: Sequence[str],
-    config: SlideConfig,
-    temperature: float | None = None,
-    max_images: int | None = None,
-    keep_examples: int = 0,
-) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
-    """Confusion matrix of every method over the dataset, and a few examples for a figure.
-
-    Dense features of each window are computed once and scored by every method.
-
-    Returns:
-        ``confusions``: method -> ``(C, C)``; ``examples``: dicts with ``image`` (PIL), ``mask``
-        and ``predictions`` (method -> ``(H, W)``) for the first ``keep_examples`` images.
-    """
-    if config.background == "names" and text.classnames[0] != "background" and not dataset.reduce_zero_label:
-        raise ValueError("background: names needs 'background' as class 0 of the class list; use "
-                         "background: threshold, or a 20/59-class protocol (voc20, context59) that ignores it")
-    normalize = normalization(loaded.preprocess)
-    num_classes = len(text.classnames)
-    confusions = {m: torch.zeros(num_classes, num_classes, dtype=torch.long) for m in methods}
-    examples = []
-    count = len(dataset) if max_images is None else min(max_images, len(dataset))
-    for i in progress(range(count), desc=f"segment {dataset.benchmark}", unit="image"):
-        with Image.open(dataset.images[i]) as raw:
-            image = raw.convert("RGB")
-        mask = torch.from_numpy(read_mask(dataset.masks[i], dataset.reduce_zero_label))
-        pixels = prepare_image(image, config.short_side, normalize)
-        boxes, features, padded = window_features(loaded, pixels, config)
-        flat = features.reshape(-1, features.shape[-1])
-        predictions = {}
-        for method in methods:
-            scores = score_method(method, flat, text, temperature)
-            scores = scores.reshape(*features.shape[:3], -1)
-            scores = slide_scores(boxes, scores, padded, tuple(pixels.shape[1:]), config.window)
-            predictions[method] = predict(scores, tuple(mask.shape), config.background, config.bg_threshold)
-            confusions[method] += confusion_matrix(predictions[method], mask, num_classes, IGNORE_INDEX)
-        if i < keep_examples:
-            examples.append({"image": image, "mask": mask, "predictions": predictions})
-    return confusions, examples
