@@ -115,12 +115,15 @@ def test_simplex_columns_point_at_each_simplex_vertex():
     assert torch.equal(stacked.vertices.owners()[columns[real]], owners[:, None].expand_as(columns)[real])
 
 
-def test_point_to_simplex_solvers_agree_on_classes_with_several_simplices():
+@pytest.mark.parametrize("max_dimension", [0, 1, 3])
+def test_point_to_simplex_solvers_agree_on_classes_with_several_simplices(max_dimension):
+    """The kernel scores a class from its kept set's cone when a simplex holds that optimum, and
+    prunes faces by a bound otherwise; the batched solver scores every simplex."""
     from s3.analysis.geometry import WorldConfig, make_world
 
     synonyms, images, _ = make_world(WorldConfig(num_classes=40, dim=32, synonyms=8, images_per_class=3,
                                                  sigma_lex=0.6, outlier_rate=0.2), seed=4)
-    spaces = build_spaces(synonyms, SpaceConfig(radius_rule="global", epsilon=0.6, max_dimension=3))
+    spaces = build_spaces(synonyms, SpaceConfig(radius_rule="global", epsilon=0.6, max_dimension=max_dimension))
     assert max(len(s.simplices) for s in spaces) > 1
     stacked, x = StackedSpaces.from_spaces(spaces), torch.as_tensor(images)
     kernel = point_to_simplex(x, stacked, solver="kernel")

@@ -78,7 +78,7 @@ def _solve(chol, support, p, b, z):
         z[support[r]] = acc / chol[r, r]
 
 
-@numba.njit(cache=True, inline="always", fastmath=_FLAGS)
+@numba.njit(cache=True, fastmath=_FLAGS)  # not inlined: the rare path, and inlining it doubles compile time
 def _active_set(gram, s, m, b, allowed, best, second, z_best, z_second, c, z, w, in_support, blocked, support,
                 chol):
     """Lawson-Hanson for one pair over the vertices in the bitmask ``allowed``; returns
@@ -231,7 +231,7 @@ def _cone_kernel(pt, columns, counts, gram, values, supports):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=_FLAGS)
-def _face_kernel(pt, union, columns, counts, gram, values, supports, starts, masks, out):
+def _face_kernel(pt, union, columns, counts, gram, values, supports, starts, masks, bound, out):
     n, m_max = pt.shape[1], columns.shape[1]
     for c_ in numba.prange(union.shape[0]):
         b, c, z, w = np.empty(m_max), np.empty(m_max), np.empty(m_max), np.empty(m_max)
@@ -249,14 +249,40 @@ def _face_kernel(pt, union, columns, counts, gram, values, supports, starts, mas
             if covered:  # a simplex holds the kept set's optimum: it attains the bound
                 out[c_, i] = values[u, i]
                 continue
+            best = -2.0
             for k in range(m):
                 b[k] = pt[columns[u, k], i]
-            best = -2.0
+                best = max(best, b[k])  # every kept vertex lies in a simplex: a lower bound
             for q in range(starts[c_], starts[c_ + 1]):
+                top = -2.0
+                for k in range(m):
+                    if ((masks[q] >> k) & 1) == 1:
+                        top = max(top, b[k])
+                # For unit vertices at pairwise products >= g > 0 every cone point x has
+                # x.v <= max_k b_k / sqrt(g): a face under the best so far cannot win.
+                if top <= 0.0 or top * bound[q] <= best:
+                    continue
                 value, _ = _solve_pair(gram, u, m, b, masks[q], c, z, w, in_support, blocked, support, chol)
                 if value > best:
                     best = value
             out[c_, i] = best
+
+
+@numba.njit(cache=True)
+def _face_bounds(union, counts, gram, starts, masks):
+    """Per face, ``1 / sqrt(smallest vertex product)`` (inf when some product is <= 0: no pruning)."""
+    bound = np.empty(len(masks))
+    for c_ in range(len(union)):
+        u = union[c_]
+        for q in range(starts[c_], starts[c_ + 1]):
+            low = 1.0
+            for j in range(counts[u]):
+                if ((masks[q] >> j) & 1) == 1:
+                    for k in range(counts[u]):
+                        if ((masks[q] >> k) & 1) == 1:
+                            low = min(low, gram[u, j, k] / math.sqrt(gram[u, j, j] * gram[u, k, k]))
+            bound[q] = (1.0 + 1e-6) / math.sqrt(low) if low > 0.0 else np.inf  # margin for round-off
+    return bound
 
 
 def _threads() -> None:
@@ -303,9 +329,11 @@ def face_scores(products_t: torch.Tensor, union: np.ndarray, columns: np.ndarray
         masks: int32 bitmasks of each simplex's vertices, over its class's kept-set cone's columns.
     """
     _threads()
+    union, counts = np.ascontiguousarray(union, np.int64), np.ascontiguousarray(counts, np.int64)
+    gram, starts = np.ascontiguousarray(gram, np.float64), np.ascontiguousarray(starts, np.int64)
+    masks = np.ascontiguousarray(masks, np.int32)
     out = np.empty((len(union), products_t.shape[1]), np.float32)
-    _face_kernel(products_t.detach().contiguous().numpy(), np.ascontiguousarray(union, np.int64),
-                 np.ascontiguousarray(columns, np.int64), np.ascontiguousarray(counts, np.int64),
-                 np.ascontiguousarray(gram, np.float64), values.numpy(), supports.numpy(),
-                 np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(masks, np.int32), out)
+    _face_kernel(products_t.detach().contiguous().numpy(), union, np.ascontiguousarray(columns, np.int64), counts,
+                 gram, values.numpy(), supports.numpy(), starts, masks, _face_bounds(union, counts, gram, starts, masks),
+                 out)
     return torch.from_numpy(out)
