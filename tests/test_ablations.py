@@ -176,6 +176,8 @@ def test_grid_equals_scoring_each_variant_on_its_own():
     }
     for key, (side, t) in expected.items():
         assert grid[key] == pytest.approx(accuracy(score_method(key[2], images, side, t), labels)), key
+    adaptive = point_to_adaptive_center(images, text.stacked.vertices, 2)
+    assert grid[("local_center", "adaptive-2", "s3_point_to_local_center")] == pytest.approx(accuracy(adaptive, labels))
 
 
 def test_top1_hits_counts_like_argmax_with_ties_to_the_lowest_class():
@@ -189,3 +191,17 @@ def test_top1_hits_counts_like_argmax_with_ties_to_the_lowest_class():
     labels = scores.argmax(0)
     labels[:100] = (labels[:100] + 1) % 50
     assert top1_hits(scores, labels) == 200
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 10])
+def test_adaptive_from_products_equals_point_to_adaptive_center(k):
+    from s3.ablations.adaptive import adaptive_from_products
+
+    per_class, images, _ = _world(3)
+    spaces = build_spaces(per_class, SpaceConfig())
+    bank = torch.as_tensor(np.concatenate(per_class))
+    offsets = np.concatenate([[0], np.cumsum([len(e) for e in per_class])[:-1]])
+    kept = [(offsets[c] + s.kept).tolist() for c, s in enumerate(spaces)]
+    got = adaptive_from_products(bank @ images.T, bank, kept, k).T
+    want = point_to_adaptive_center(images, StackedSpaces.from_spaces(spaces).vertices, k)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

@@ -7,11 +7,13 @@ With s_i = x . v_i and S the chosen set, x . normalize(sum_S v_i) = sum_S s_i / 
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from s3.core.scoring import GroupedItems
 
-__all__ = ["point_to_adaptive_center"]
+__all__ = ["point_to_adaptive_center", "adaptive_from_products"]
 
 
 def point_to_adaptive_center(images: torch.Tensor, vertices: GroupedItems, k: int,
@@ -40,4 +42,33 @@ def point_to_adaptive_center(images: torch.Tensor, vertices: GroupedItems, k: in
             norm_sq = torch.einsum("ncm,cmj,ncj->nc", mask, gram, mask)
             score = (s * mask).sum(-1) / norm_sq.clamp_min(1e-12).sqrt()
             out[lo : lo + x.shape[0]].index_copy_(1, classes.to(images.device), score)
+    return out
+
+
+def adaptive_from_products(products_t: torch.Tensor, bank: torch.Tensor, kept: Sequence[Sequence[int]],
+                           k: int) -> torch.Tensor:
+    """``(C, n)``: ``point_to_adaptive_center`` from precomputed item-major products (the grid's pass).
+
+    Args:
+        products_t: ``(B, n)`` products of the bank rows with ``n`` unit images.
+        bank: ``(B, D)`` the bank rows (for the Gram matrices of the chosen synonyms).
+        kept: per class, the bank rows of its kept synonyms.
+        k: synonyms per center (a class with fewer uses all of them).
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    n = products_t.shape[1]
+    out = products_t.new_empty(len(kept), n)
+    by_size: dict[int, list[int]] = {}
+    for c, rows in enumerate(kept):
+        by_size.setdefault(len(rows), []).append(c)
+    for m, classes in by_size.items():
+        cols = torch.tensor([list(kept[c]) for c in classes], dtype=torch.long)  # (c, m)
+        values = products_t[cols.reshape(-1)].reshape(len(classes), m, n)
+        top, idx = values.topk(min(k, m), dim=1)  # (c, kk, n)
+        vecs = bank[cols].double()  # (c, m, D)
+        flat = (vecs @ vecs.transpose(1, 2)).float().reshape(len(classes), m * m)  # Gram matrices
+        # ||sum of the chosen rows||^2 = sum of G over the chosen pairs (a flat gather per pair)
+        norm_sq = sum(flat.gather(1, idx[:, a] * m + idx[:, b]) for a in range(idx.shape[1]) for b in range(idx.shape[1]))
+        out.index_copy_(0, torch.tensor(classes), top.sum(1) / norm_sq.clamp_min(1e-12).sqrt())
     return out

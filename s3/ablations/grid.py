@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from s3.ablations.adaptive import point_to_adaptive_center
+from s3.ablations.adaptive import adaptive_from_products
 from s3.ablations.items import SharedItems, plan_method
 from s3.core.spaces import SpaceConfig, build_spaces
 from s3.core.text_side import TextSide
@@ -114,7 +114,7 @@ def run_grid(images: torch.Tensor, labels: torch.Tensor, text: TextSide,
         spaces: the ``spaces`` section (the values of every axis not varied).
         ablations: the ``ablations`` section.
         timings: if given, filled with the wall seconds of each part (``spaces``: building the
-            variants; ``scoring``: the image pass; ``adaptive``: the image-adaptive centers).
+            variants; ``scoring``: the image pass, image-adaptive centers included).
 
     Returns:
         Rows ``axis, value, method, acc1`` (value as a string; null is ``all``, ``hard`` for the temperature).
@@ -133,6 +133,11 @@ def run_grid(images: torch.Tensor, labels: torch.Tensor, text: TextSide,
     shared = {name: SharedItems(banks[name]) for name in {bank for _, _, bank, _, _, _ in cells}}
     plans = [(i, method, shared[bank], plan_method(method, side, shared[bank], t if method == "s3_point_to_local_center" else None))
              for i, (_, _, bank, side, methods, t) in enumerate(cells) for method in methods]
+    adaptive_k = list(ablations["adaptive_k"]) if "s3_point_to_local_center" in ablations["methods"] else []
+    if adaptive_k and "text" not in shared:
+        shared["text"] = SharedItems(banks["text"])
+    kept_rows = [(shared["text"].offsets[c] + s.kept).tolist() for c, s in enumerate(text.spaces)] if adaptive_k else []
+    adaptive_hits = dict.fromkeys(adaptive_k, 0)
     correct = {(i, method): 0 for i, method, _, _ in plans}
     keys = {(i, method): plan.key() for i, method, _, plan in plans}
     with torch.no_grad():
@@ -145,17 +150,15 @@ def run_grid(images: torch.Tensor, labels: torch.Tensor, text: TextSide,
                 if key not in hits:
                     hits[key] = top1_hits(plan.scores(item_scores[id(items)], items), y)
                 correct[i, method] += hits[key]
+            for k in adaptive_k:
+                products = item_scores[id(shared["text"])]["products"]
+                adaptive_hits[k] += top1_hits(adaptive_from_products(products, shared["text"].bank, kept_rows, k), y)
     tick("scoring")
     rows = [{"axis": axis, "value": _label(value, axis), "method": method,
              "acc1": 100.0 * correct[i, method] / max(len(labels), 1)}
             for i, (axis, value, _, _, methods, _) in enumerate(cells) for method in methods]
-    if "s3_point_to_local_center" in ablations["methods"]:
-        with torch.no_grad():
-            for k in ablations["adaptive_k"]:
-                scores = point_to_adaptive_center(images, text.stacked.vertices, k)
-                rows.append({"axis": "local_center", "value": f"adaptive-{k}", "method": "s3_point_to_local_center",
-                             "acc1": accuracy(scores, labels)})
-        tick("adaptive")
+    rows += [{"axis": "local_center", "value": f"adaptive-{k}", "method": "s3_point_to_local_center",
+              "acc1": 100.0 * adaptive_hits[k] / max(len(labels), 1)} for k in adaptive_k]
     order = {axis: i for i, axis in enumerate(AXES)}
     rows.sort(key=lambda r: order[r["axis"]])  # stable: the values keep their params.yaml order
     return pd.DataFrame(rows, columns=["axis", "value", "method", "acc1"])

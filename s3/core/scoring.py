@@ -242,11 +242,15 @@ def point_to_simplex(images: torch.Tensor, spaces: StackedSpaces, chunk_size: in
         v64 = vertices.double()[torch.as_tensor(kept).clamp_min(0)] * torch.as_tensor(kept >= 0)[..., None]
         gram = torch.einsum("cmd,cnd->cmn", v64, v64).numpy()  # (C, k, k), the float32 vertices in float64
         classes = np.arange(len(kept))
+        # The common case: every class is one simplex, its whole kept set; its cone is the answer.
+        whole = len(masks) == len(kept) and bool(np.all(masks == (1 << counts) - 1))
 
         def chunk_scores(x: torch.Tensor, out: torch.Tensor) -> None:
             products_t = vertices @ x.T  # (V, n): item-major, as the kernels read it
             values, supports = cone_scores(products_t, kept, counts, gram)  # each class's kept set
-            out.copy_(face_scores(products_t, classes, kept, counts, gram, values, supports, starts, masks).T)
+            if not whole:
+                values = face_scores(products_t, classes, kept, counts, gram, values, supports, starts, masks)
+            out.copy_(values.T)
 
         return _chunked(images, spaces.num_classes, chunk_size, chunk_scores)
     if solver != "batched":
