@@ -2,7 +2,7 @@
 
     python bench/tta.py [--classes 1000] [--views 64] [--dim 512] [--images 64] [--batch 32]
                         [--centers 4] [--device cpu|cuda|all] [--view-images 32] [--view-workers 8]
-                        [--json bench-tta.json] [--smoke]
+                        [--json bench-tta.json] [--no-adaptation] [--smoke]
 
 Synthetic unit vectors: C classes with 1..2*centers-1 local centers each (mean ``--centers``), sharing
 one direction as CLIP embeddings do; V views per image. Measured (best of ``--repeats`` after a warm-up):
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--view-workers", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--view-devices", default=None, help="devices of the tensor augmenter (default: --device)")
     parser.add_argument("--json", "--out", dest="out", default=None)
+    parser.add_argument("--no-adaptation", action="store_true", help="time the view generation only")
     parser.add_argument("--smoke", action="store_true", help="toy sizes on the CPU")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
               "model excluded" + ("  [SMOKE: toy sizes, meaningless]" if args.smoke else ""))
         report["views"] = view_rates(args, view_devices)
         write()
-    for d in devices:
+    for d in [] if args.no_adaptation else devices:
         result = run(torch.device(d), args)
         report["results"].append(result)
         print(f"\n{result['device']}: C={args.classes}, V={args.views}, D={args.dim}, "

@@ -12,8 +12,15 @@ from s3.encoders.models import ModelSpec, load_model
 from s3.tta import views as views_module
 from s3.tta.adapt import TTAError
 from s3.tta.gpu_views import RATIO, SCALE, TensorViews
-from s3.tta.views import (ViewRecipe, augmenter_kind, cached_view_features, make_views, resolve_augmenter,
-                          uses_augmix, view_cache_key)
+from s3.tta.views import (
+    ViewRecipe,
+    augmenter_kind,
+    cached_view_features,
+    make_views,
+    resolve_augmenter,
+    uses_augmix,
+    view_cache_key,
+)
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 # the tensor augmenter decodes with torchvision.io, deprecated in 0.29 (explained in s3/encoders/gpu_decode.py)
@@ -184,7 +191,7 @@ def test_tensor_views_are_close_to_the_pil_views_in_feature_space(tiny, demo_ima
     other = TensorViews(tiny.preprocess, 4, 1, False)([_pil_rgb(demo_images.paths[0])], [0])[0]
     assert torch.allclose(pil[0], tensor[0], atol=0.05)  # the original: resampling arithmetic only
     # the PIL path draws crop, flip per view in turn, as TensorViews does when AugMix is off: same boxes
-    # (measured: mean gap 0.02-0.03 in normalised units on the demo images; other boxes: 0.16-0.27)
+    # (measured: mean gap 0.02-0.04 in normalised units on the demo images; other boxes: 0.16-0.27)
     assert (pil[1:] - tensor[1:]).abs().mean() < 0.06 < (pil[1:] - other[1:]).abs().mean()
 
 

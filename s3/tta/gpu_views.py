@@ -21,7 +21,10 @@ CPU device). Per image, of size ``H x W``:
 
 Every random draw happens inside ``torch.random.fork_rng`` seeded by ``(seed, position)`` only, so
 the views of an image do not depend on the batch it is in, the order of the batch, or the global
-generator; reruns on the same device are bit-identical. AugMix's Dirichlet mixing weights are drawn
+generator; reruns on the same device are bit-identical. (torchvision's random transforms draw from
+the process-wide generators, which ``fork_rng`` saves, seeds and restores around each image: on CUDA
+the views are made in the decode thread of ``gpu_pixel_batches``, so the consumer, ``encode_views``,
+must not draw random numbers meanwhile; it draws none.) AugMix's Dirichlet mixing weights are drawn
 on the tensor's device (CUDA's generator on a GPU), so CUDA and CPU views differ in those draws.
 
 Not bit-identical to the PIL path: the decoder (nvJPEG / libjpeg-turbo vs PIL), the resampling
