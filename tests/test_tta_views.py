@@ -208,3 +208,38 @@ def test_cuda_tensor_views_are_deterministic_and_match_the_cpu_geometry():
     plain = TensorViews(loaded.preprocess, 6, 0, augmix=False)
     levels = (plain.augmented(on_gpu[0], 0).cpu().int() - plain.augmented(images[0], 0).int()).abs()
     assert levels.max() <= 1  # same boxes and flips; roi_align's float rounding only
+
+
+def test_decoded_views_do_not_depend_on_the_batch_size(tiny, demo_images):
+    from s3.encoders.gpu_decode import gpu_pixel_batches
+
+    augment = TensorViews(tiny.preprocess, 4, 0, True)
+    cpu = torch.device("cpu")
+    positions = [0, 2, 3, 5, 8]
+
+    def views(batch_size):
+        batches = list(gpu_pixel_batches(demo_images, positions, tiny.preprocess, batch_size, 0, cpu,
+                                         channels_last=False, transform=augment))
+        assert all(b.failed == [] for b in batches)
+        return torch.cat([b.indices for b in batches]), torch.cat([b.pixels for b in batches])
+
+    (one_at_a_time, singles), (three_at_a_time, triples) = views(1), views(3)
+    assert one_at_a_time.tolist() == three_at_a_time.tolist() == positions
+    assert singles.shape == (5, 4, 3, augment.size, augment.size) and torch.equal(singles, triples)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_views_stage_takes_the_device_augmenter_and_agrees_with_the_cpu_tensor_path(demo_images, tmp_path):
+    cuda = load_model(ModelSpec(arch="S3-Demo-Tiny", pretrained="none", device="cuda", precision="fp32", seed=0))
+    cpu = load_model(ModelSpec(arch="S3-Demo-Tiny", pretrained="none", device="cpu", precision="fp32", seed=0))
+    recipe = ViewRecipe(n_views=4, seed=0, augmix=False)  # AugMix's mixing weights come from each device's generator
+    cache = EmbeddingCache(tmp_path / "cache")
+    run = dict(batch_size=3, num_workers=2, shard_size=4)
+    on_gpu, _ = cached_view_features(cuda, demo_images, cache, recipe, augment_on="auto", **run)
+    on_cpu, _ = cached_view_features(cpu, demo_images, cache, recipe, augment_on="device", **run)
+    assert on_gpu.meta["augmenter"] == "tensor-cuda" and on_cpu.meta["augmenter"] == "tensor-cpu"
+    assert on_gpu.meta["key"] != on_cpu.meta["key"]
+    # same boxes and flips; nvJPEG vs libjpeg-turbo and roi_align rounding differ by a few uint8 levels
+    cosine = (on_gpu.features.float() * on_cpu.features.float()).sum(-1)
+    assert cosine.mean() > 0.99, cosine.min()
