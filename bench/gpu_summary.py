@@ -4,7 +4,7 @@
 
 PARTS_DIR holds what ``bench/gpu_session.sh`` collected: ``steps.jsonl`` (exit status and duration
 of each step), ``preflight.json``, ``extraction.json``, ``compile.json``, ``paper.json``,
-``segmentation.json``, ``scoring.txt``, ``pytest.txt``. A missing part is reported as missing.
+``segmentation.json``, ``tta.json``, ``scoring.txt``, ``pytest.txt``. A missing part is reported as missing.
 """
 
 from __future__ import annotations
@@ -45,6 +45,29 @@ def _pipeline_lines(result: dict[str, Any] | None, label: str) -> list[str]:
         lines.append(f"  pipeline [{key}, decoder {rate['pixel_pipeline']['decoder']}]: {rate['images_per_s']:,.0f} "
                      f"images/s = {rate['vs_model_only']:.2f} x model only ({verdict} the goal {result['goal']}); "
                      f"fixed start-up {rate['fixed_s']:.2f} s per call")
+    return lines
+
+
+def _tta_lines(tta: dict[str, Any] | None) -> list[str]:
+    if not tta:
+        return ["test-time views and adaptation (bench/tta.py): NOT measured"]
+    lines = []
+    views = tta.get("views")
+    if views:
+        lines.append(f"test-time views ({views['images']} JPEGs x {views['views_per_image']} views, model excluded):")
+        for rate in views["rates"]:
+            where = (f"PIL in {rate['workers']} CPU workers" if rate["augment_on"] == "cpu"
+                     else f"tensor ops on {rate['device']}")
+            lines.append(f"  augment_on={rate['augment_on']} ({where}), AugMix {'on' if rate['augmix'] else 'off'}: "
+                         f"{rate['views_per_s']:,.0f} views/s")
+    else:
+        lines.append("test-time views: NOT measured")
+    for result in tta.get("results", []):
+        per_image = result["seconds_per_image"]
+        lines.append(f"TS^3 adaptation on {result['device']}: " + "; ".join(
+            f"{method} {1000 * seconds:.2f} ms/image" for method, seconds in per_image.items()))
+    if not tta.get("results"):
+        lines.append("TS^3 adaptation: NOT measured")
     return lines
 
 
@@ -89,6 +112,7 @@ def summary_lines(merged: dict[str, Any]) -> list[str]:
         lines.append("slowest stages: " + "; ".join(f"{s['stage']} {s['seconds']:,.0f} s" for s in slowest))
     else:
         lines.append("projection: NOT measured")
+    lines += _tta_lines(merged.get("tta"))
     if merged.get("scoring"):
         lines.append("scoring (CPU of this machine, then CUDA):")
         lines += ["  " + line for line in merged["scoring"].strip().splitlines() if line.startswith(("|", "#"))]

@@ -140,6 +140,22 @@ def test_extraction_and_segmentation_smoke_runs_and_the_summary(tmp_path, capsys
     assert merged["steps"]["paper"]["timed_out"] and merged["segmentation"]["whole_images_per_s"] > 0
 
 
+def test_tta_bench_smoke_run_times_both_augmenters_and_the_summary_shows_them(tmp_path, capsys):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    assert bench("tta").main(["--smoke", "--json", str(parts / "tta.json")]) == 0
+    result = json.loads((parts / "tta.json").read_text())
+    rates = {(r["augment_on"], r["device"], r["augmix"]): r for r in result["views"]["rates"]}
+    assert set(rates) == {(on, "cpu", augmix) for on in ("cpu", "device") for augmix in (False, True)}
+    assert all(r["views"] == 4 * 4 and r["views_per_s"] > 0 for r in rates.values())  # 4 JPEGs x 4 views
+    assert result["results"][0]["seconds_per_image"]["ts3"] > 0
+    capsys.readouterr()
+    assert bench("gpu_summary").main([str(parts), str(tmp_path / "results.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "augment_on=device (tensor ops on cpu), AugMix on:" in printed
+    assert "augment_on=cpu (PIL in 1 CPU workers), AugMix off:" in printed and "TS^3 adaptation on cpu" in printed
+
+
 def test_preflight_reports_versions_and_weight_caches(tmp_path, monkeypatch):
     hub = tmp_path / "hub" / "models--laion--CLIP-ViT-B-16-laion2B-s34B-b88K"
     hub.mkdir(parents=True)
@@ -157,7 +173,7 @@ def test_the_session_script_is_valid_bash_and_fits_one_device_call():
     limits = {}
     for name, seconds in re.findall(r"\bstep (\w+) (\d+) ", (ROOT / "bench" / "gpu_session.sh").read_text()):
         limits[name] = max(limits.get(name, 0), int(seconds))
-    assert set(limits) == {"preflight", "extraction", "paper", "segmentation", "scoring", "pytest", "compile"}
+    assert set(limits) == {"preflight", "extraction", "paper", "segmentation", "scoring", "tta", "pytest", "compile"}
     assert sum(limits.values()) <= 570  # a device call runs 600 s at most; the wheel install and summary fit in the rest
 
 
@@ -168,7 +184,10 @@ def test_gpu_session_smoke_run(tmp_path):
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:]
     merged = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert set(merged["steps"]) == {"preflight", "extraction", "paper", "segmentation", "scoring", "pytest"}
+    assert set(merged["steps"]) == {"preflight", "extraction", "paper", "segmentation", "scoring", "tta", "pytest"}
     assert all(step["rc"] == 0 for step in merged["steps"].values()), merged["steps"]
-    assert (tmp_path / "out" / "session.log").read_text().count("== ") >= 12
+    assert {(r["augment_on"], r["augmix"]) for r in merged["tta"]["views"]["rates"]} == {
+        (on, augmix) for on in ("cpu", "device") for augmix in (False, True)}
+    assert any(line.startswith("  augment_on=device (tensor ops on cpu)") for line in merged["summary"])
+    assert (tmp_path / "out" / "session.log").read_text().count("== ") >= 14
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["results.json", "session.log"]

@@ -188,9 +188,10 @@ def _decode_jpegs(streams: list[torch.Tensor], paths: list[Path], device: torch.
     return decoded
 
 
-def _to_pixels(encoded: _Encoded, images: ImageList, transform: TensorPreprocess, device: torch.device,
+def _to_pixels(encoded: _Encoded, images: ImageList, transform: Callable, device: torch.device,
                channels_last: bool):
-    """Decode and preprocess one batch on ``device``: a ``PixelBatch`` (positions ascending)."""
+    """Decode and preprocess one batch on ``device``: a ``PixelBatch`` (positions ascending);
+    ``transform(decoded, positions)`` maps the ``uint8`` images to the batch's pixels."""
     from s3.encoders.images import PixelBatch  # images imports this module
 
     decoded = _decode_jpegs(encoded.jpegs, [images.paths[p] for p in encoded.jpeg_positions], device)
@@ -201,7 +202,7 @@ def _to_pixels(encoded: _Encoded, images: ImageList, transform: TensorPreprocess
     indices = torch.tensor([p for p, _ in good], dtype=torch.long)
     if not good:
         return PixelBatch(indices, torch.zeros(0), sorted(failed))
-    pixels = transform([image for _, image in good])
+    pixels = transform([image for _, image in good], [p for p, _ in good])
     if channels_last:
         pixels = pixels.contiguous(memory_format=torch.channels_last)
     return PixelBatch(indices, pixels, sorted(failed))
@@ -278,7 +279,7 @@ def _threaded(batches: Iterator[_Encoded], produce: Callable, device: torch.devi
 
 def gpu_pixel_batches(images: ImageList, positions: Sequence[int], preprocess: Callable, batch_size: int,
                       num_workers: int, device: torch.device, channels_last: bool | None = None,
-                      prefetch: int | None = None) -> Iterator:
+                      prefetch: int | None = None, transform: Callable | None = None) -> Iterator:
     """``PixelBatch``es of the images at ``positions``, in order, decoded and preprocessed on ``device``.
 
     Args:
@@ -287,12 +288,18 @@ def gpu_pixel_batches(images: ImageList, positions: Sequence[int], preprocess: C
         channels_last: pixels in channels-last memory order (default: on CUDA).
         prefetch: batches decoded ahead in a background thread (default: 2 on CUDA, 0 on the CPU,
             where decoding and the model share the same cores).
+        transform: ``transform(decoded, positions)``: the ``uint8`` ``(3, H_i, W_i)`` images of a batch
+            on ``device`` and their positions -> the batch's pixels (default: ``TensorPreprocess``
+            of ``preprocess``, ``(B, 3, h, w)``; the test-time views: ``(B, V, 3, h, w)``, where
+            channels-last does not apply).
 
     Yields:
         ``PixelBatch`` with ``pixels`` ``(B, 3, h, w)`` float32 on ``device``.
     """
     device = torch.device(device)
-    transform = TensorPreprocess(preprocess)
+    if transform is None:
+        tensor_preprocess = TensorPreprocess(preprocess)
+        transform = lambda decoded, _positions: tensor_preprocess(decoded)  # noqa: E731
     cuda = device.type == "cuda"
     channels_last = cuda if channels_last is None else channels_last
     prefetch = (2 if cuda else 0) if prefetch is None else prefetch

@@ -132,6 +132,7 @@ class TTA(Section):
     augmix: Union[Literal["auto"], bool]
     max_images: Optional[PositiveInt]
     views_batch_size: PositiveInt
+    augment_on: Literal["auto", "cpu", "device"]
     shard_size: PositiveInt
     methods: Annotated[list[Literal[tuple(TTA_METHODS)]], Field(min_length=1)]
     selection: Annotated[float, Field(gt=0, le=1)]
