@@ -11,7 +11,11 @@ an ``m``-dimensional problem (``m`` vertices) that never touches ``D`` again. At
 ``c*`` the cosine is ``b.c* / sqrt(c*^T G c*)``. When no vertex has a positive product the cone
 projection is 0 and, by the convention of ``s3.core.scoring``, the answer is the best vertex.
 
-Solver: Lawson-Hanson active set, run on every (point, simplex) pair at once. The first step
+Two solvers of the same problem: on the CPU, ``s3.core.simplex_kernel`` solves each pair on its
+own in a compiled kernel (float64, fast where memory traffic dominates); this module's batched
+solver is the GPU path (``cone_cosine(..., solver=...)`` picks; the tests run both).
+
+Batched solver: Lawson-Hanson active set, run on every (point, simplex) pair at once. The first step
 (support = the best vertex) is done densely for all pairs and closes most of them; the others are
 compacted into one flat batch. Each later step needs ``G_PP^{-1} b_P`` for the pair's support
 ``P``; those inverses are tabulated once per simplex for every subset of its vertices (at most

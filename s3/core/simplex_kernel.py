@@ -213,13 +213,18 @@ def _solve_pair(gram, s, m, b, allowed, c, z, w, in_support, blocked, support, c
     return _active_set(gram, s, m, b, allowed, j, -1, value, 0.0, c, z, w, in_support, blocked, support, chol)
 
 
+@numba.njit(cache=True, inline="always")
+def _scratch(m_max):
+    """Per-thread work arrays of one solve: products, iterates, gradient, support flags, factor."""
+    return (np.empty(m_max), np.empty(m_max), np.empty(m_max), np.empty(m_max), np.empty(m_max, np.bool_),
+            np.empty(m_max, np.bool_), np.empty(m_max, np.int64), np.empty((m_max, m_max)))
+
+
 @numba.njit(parallel=True, cache=True, fastmath=_FLAGS)
 def _cone_kernel(pt, columns, counts, gram, values, supports):
     n, m_max = pt.shape[1], columns.shape[1]
     for u in numba.prange(columns.shape[0]):
-        b, c, z, w = np.empty(m_max), np.empty(m_max), np.empty(m_max), np.empty(m_max)
-        in_support, blocked = np.empty(m_max, np.bool_), np.empty(m_max, np.bool_)
-        support, chol = np.empty(m_max, np.int64), np.empty((m_max, m_max))
+        b, c, z, w, in_support, blocked, support, chol = _scratch(m_max)
         m = counts[u]
         full = (1 << m) - 1
         for i in range(n):
@@ -234,9 +239,7 @@ def _cone_kernel(pt, columns, counts, gram, values, supports):
 def _face_kernel(pt, union, columns, counts, gram, values, supports, starts, masks, bound, out):
     n, m_max = pt.shape[1], columns.shape[1]
     for c_ in numba.prange(union.shape[0]):
-        b, c, z, w = np.empty(m_max), np.empty(m_max), np.empty(m_max), np.empty(m_max)
-        in_support, blocked = np.empty(m_max, np.bool_), np.empty(m_max, np.bool_)
-        support, chol = np.empty(m_max, np.int64), np.empty((m_max, m_max))
+        b, c, z, w, in_support, blocked, support, chol = _scratch(m_max)
         u = union[c_]
         m = counts[u]
         for i in range(n):
