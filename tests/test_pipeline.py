@@ -219,6 +219,25 @@ def test_the_test_time_stages_report_ts3_and_its_costs(workspace):
     assert "tta/ts3" in costs and "views/encode" in costs
 
 
+def test_the_stages_write_their_costs_and_the_report_tabulates_them(workspace):
+    from s3.analysis.costs import read_cost_file
+
+    methods = yaml.safe_load((workspace / "params.yaml").read_text())["evaluate"]["methods"]
+    n = json.loads((workspace / "results/evaluate/eurosat/clip_single.json").read_text())["provenance"]["num_images"]
+    expected = {"features": ["features/extract"], "spaces": ["spaces/encode", "spaces/build", "spaces/template_sets"],
+                "evaluate": [f"evaluate/{m}" for m in methods]}
+    for stage, whats in expected.items():
+        rows = read_cost_file(workspace / f"results/costs/{stage}/eurosat.json")
+        assert [r["what"] for r in rows] == whats
+        assert all(r["seconds"] > 0 and r["peak_bytes"] >= 0 and r["device"].startswith(("cpu", "cuda: "))
+                   and r["stage"] == stage and r["benchmark"] == "eurosat" for r in rows), rows
+        if stage != "spaces":
+            assert all(r["items"] == n for r in rows), (stage, n, rows)
+    table = (workspace / "results/report/costs.md").read_text()
+    assert "Timings vary between runs and machines" in table and "DEMO" in table and "Not measured" not in table
+    assert all(f"| {m} | " in table for m in methods) and "| EuroSAT | " in table
+
+
 def test_an_ablations_change_reruns_only_the_ablation_stages(workspace):
     grid = workspace / "results/ablations/grid/eurosat.csv"
     before = grid.read_text()

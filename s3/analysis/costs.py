@@ -7,13 +7,15 @@
 On CUDA the peak is ``torch.cuda.max_memory_allocated`` above what was allocated before; on the
 CPU it is the process's peak resident memory above its level at the start, sampled every few
 milliseconds by a background thread (an estimate: allocations shorter than the sampling period
-can be missed). Stages write their measurements to ``results/costs/`` (never into the executed
-notebook, which must stay byte-identical between runs); the report turns them into cost tables.
+can be missed). Stages write their measurements to ``results/costs/`` or beside their outputs
+(never into the executed notebook, which must stay byte-identical between runs) with
+``write_stage_costs``; the report turns them into cost tables (``s3.report.costs``, ``s3.report.tta``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -25,7 +27,7 @@ import torch
 
 from s3.atomic import atomic_write
 
-__all__ = ["Cost", "measure", "write_costs", "read_costs"]
+__all__ = ["Cost", "measure", "write_costs", "write_stage_costs", "read_cost_file", "read_costs"]
 
 _PAGE = 4096
 
@@ -107,11 +109,24 @@ def write_costs(path: str | Path, costs: Sequence[Cost], **context: Any) -> Path
     return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n"))
 
 
-def read_costs(folder: str | Path) -> list[dict[str, Any]]:
-    """Every measurement under ``folder`` (``*.json`` from ``write_costs``), one flat dict each."""
-    rows = []
-    for path in sorted(Path(folder).glob("*.json")):
-        record = json.loads(path.read_text())
-        context = {k: v for k, v in record.items() if k != "costs"}
-        rows += [{**context, **cost} for cost in record["costs"]]
-    return rows
+def write_stage_costs(path: str | Path, costs: Sequence[Cost], **context: Any) -> Path | None:
+    """``write_costs`` inside a pipeline stage (``S3_STAGE`` set); ``None`` and nothing written outside one.
+
+    A notebook run by hand ("Run All" in JupyterLab) must leave the workspace as the stage left it:
+    timings differ on every run, so rewriting a stage's cost file would make DVC see a changed output.
+    """
+    if not os.environ.get("S3_STAGE"):
+        return None
+    return write_costs(path, costs, **context)
+
+
+def read_cost_file(path: str | Path) -> list[dict[str, Any]]:
+    """The measurements of one ``write_costs`` file, one flat dict each (its context merged in)."""
+    record = json.loads(Path(path).read_text())
+    context = {k: v for k, v in record.items() if k != "costs"}
+    return [{**context, **cost} for cost in record["costs"]]
+
+
+def read_costs(folder: str | Path, pattern: str = "*.json") -> list[dict[str, Any]]:
+    """Every measurement in the files of ``folder`` matching ``pattern`` (``read_cost_file``)."""
+    return [row for path in sorted(Path(folder).glob(pattern)) for row in read_cost_file(path)]

@@ -47,11 +47,14 @@ class EmbeddingCache:
     Args:
         root: the folder.
         kind: what it holds, for messages (``feature cache``, ``text cache``).
+
+    ``hits`` and ``misses`` count this object's ``load`` calls that found, or did not find, a valid entry.
     """
 
     def __init__(self, root: str | Path, kind: str = "embedding cache") -> None:
         self.root = Path(root)
         self.kind = kind
+        self.hits = self.misses = 0
 
     def path(self, name: str, key: str) -> Path:
         return self.root / f"{name}-{key[:16]}.pt"
@@ -60,6 +63,7 @@ class EmbeddingCache:
         """The cached entry, or ``None`` when absent, unreadable, failing its checksum, or stale."""
         path = self.path(name, key)
         if not path.is_file():
+            self.misses += 1
             return None
         try:
             payload = load_checked(path, "it will be rebuilt")
@@ -67,7 +71,9 @@ class EmbeddingCache:
                 raise CorruptFile(f"{path} holds another key")
         except (CorruptFile, KeyError):
             notice(f"{self.kind}: {path} is corrupt or stale; rebuilding it")
+            self.misses += 1
             return None
+        self.hits += 1
         return Features(payload["features"], payload["labels"], json.loads(payload["meta"]))
 
     def save(self, name: str, key: str, features: Features) -> Path:

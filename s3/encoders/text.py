@@ -3,6 +3,7 @@ whole text side of a benchmark (baseline classifiers, synonym embeddings, class 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from s3.analysis.costs import Cost, measure
 from s3.core.spaces import SpaceConfig, build_spaces
 from s3.core.text_side import BASELINE_TEMPLATES, TextSide
 from s3.encoders.cache import EmbeddingCache, Features, digest
@@ -97,6 +99,7 @@ def build_text_side(
     spaces: dict[str, Any],
     batch_size: int = 256,
     cache: EmbeddingCache | None = None,
+    costs: list[Cost] | None = None,
 ) -> TextSide:
     """Embed the baselines' prompts and every synonym, then build the class spaces.
 
@@ -105,19 +108,35 @@ def build_text_side(
         bank_path: the synonym bank file (JSONL).
         spaces: the ``spaces`` section of params.yaml (``templates`` + ``SpaceConfig`` fields).
         cache: reuse text embeddings across stages and runs (``encode_texts``).
+        costs: if given, two measurements are appended: ``spaces/encode`` (every synonym and every
+            baseline prompt through its templates, on the model's device; ``items`` = prompts,
+            ``extra["cached"]`` when all came from ``cache``) and ``spaces/build`` (the C class spaces
+            from the synonym embeddings, on the CPU; ``items`` = C).
     """
+    def timed(device: torch.device | str, what: str, items: int):
+        return measure(device, what, items) if costs is not None else nullcontext(Cost())
+
     synonyms = [distinct_texts(loaded, names) for names in synonyms_for(read_bank(bank_path), bank_indices, classnames)]
-    embeddings = embed_names(loaded, synonyms, templates_for(spaces["templates"], benchmark), batch_size, cache)
+    synonym_templates = templates_for(spaces["templates"], benchmark)
+    baseline_templates = {method: templates_for(kind, benchmark) for method, kind in BASELINE_TEMPLATES.items()}
+    prompts = sum(map(len, synonyms)) * len(synonym_templates) + len(classnames) * sum(
+        map(len, baseline_templates.values()))
+    misses = cache.misses if cache is not None else 0
+    with timed(loaded.device, "spaces/encode", prompts) as encoding:
+        embeddings = embed_names(loaded, synonyms, synonym_templates, batch_size, cache)
+        classifiers = {method: embed_classnames(loaded, classnames, templates, batch_size, cache)
+                       for method, templates in baseline_templates.items()}
+    encoding.extra = {"names": sum(map(len, synonyms)), "cached": cache is not None and cache.misses == misses}
     config = SpaceConfig(**{k: v for k, v in spaces.items() if k != "templates"})
-    classifiers = {
-        method: embed_classnames(loaded, classnames, templates_for(kind, benchmark), batch_size, cache)
-        for method, kind in BASELINE_TEMPLATES.items()
-    }
+    with timed("cpu", "spaces/build", len(classnames)) as building:
+        class_spaces = build_spaces(embeddings, config, classnames)
+    if costs is not None:
+        costs += [encoding, building]
     return TextSide(
         benchmark,
         list(classnames),
         classifiers,
         synonyms,
-        build_spaces(embeddings, config, classnames),
+        class_spaces,
         info={"model": loaded.spec.identity, "bank_sha256": bank_digest(bank_path), "spaces": dict(spaces)},
     )

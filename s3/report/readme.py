@@ -18,6 +18,7 @@ BLOCKS = {
     "demo-table": "results/report/table.md",
     "demo-segmentation": "results/report/segmentation.md",
     "demo-tta": "results/report/tta.md",
+    "demo-costs": "results/report/costs.md",
     "demo-ablations": "results/ablations/report/claims.md",
 }
 

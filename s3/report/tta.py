@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from s3.analysis.costs import read_costs
+from s3.report.costs import cache_note
 from s3.report.reference import PUBLISHED_TTA_ACC1
 from s3.report.tables import read_results, summary_table
 from s3.tta.adapt import TTA_METHODS
@@ -25,14 +25,9 @@ def tta_table(root: str | Path, benchmarks: list[str], metric: str = "acc1") -> 
     return summary_table(results, [m for m in TTA_ROWS if m in set(results.method)], metric), bool(results.demo.any())
 
 
-def _costs_file(path: Path) -> list[dict]:
-    record = json.loads(path.read_text())
-    return [{**{k: v for k, v in record.items() if k != "costs"}, **cost} for cost in record["costs"]]
-
-
 def tta_cost_table(views_root: str | Path, tta_root: str | Path) -> pd.DataFrame:
     """Per benchmark and step (``views/encode``, ``tta/<method>``): ms per image, peak MiB, device."""
-    rows = [r for path in sorted(Path(views_root).glob("*.costs.json")) for r in _costs_file(path)]
+    rows = read_costs(views_root, "*.costs.json")
     rows += [r for folder in sorted(Path(tta_root).glob("*/costs")) for r in read_costs(folder)]
     if not rows:
         return pd.DataFrame(columns=["benchmark", "what", "ms_per_image", "peak_mib", "device", "note"])
@@ -40,7 +35,7 @@ def tta_cost_table(views_root: str | Path, tta_root: str | Path) -> pd.DataFrame
         "benchmark": r["benchmark"], "what": r["what"],
         "ms_per_image": 1000 * r["seconds"] / r["items"] if r["items"] else float("nan"),
         "peak_mib": r["peak_bytes"] / 2**20, "device": r["device"],
-        "note": "cache hit (not an encoding time)" if r.get("extra", {}).get("cached") else ""} for r in rows])
+        "note": cache_note(r)} for r in rows])
     return table.sort_values(["benchmark", "what"]).reset_index(drop=True)
 
 
