@@ -207,11 +207,35 @@ def _solve_pair(gram, s, m, b, allowed, c, z, w, in_support, blocked, support, c
     if det > 1e-8:
         zj, zk = (gkk * b[j] - g * b[k]) / det, (gjj * b[k] - g * b[j]) / det
         if zj > 0.0 and zk > 0.0:
+            l, top = -1, TOLERANCE
             for q in range(m):
-                if ((allowed >> q) & 1) == 1 and b[q] - zj * gram[s, j, q] - zk * gram[s, k, q] > TOLERANCE:
-                    return _active_set(gram, s, m, b, allowed, j, k, zj, zk, c, z, w, in_support, blocked,
-                                       support, chol)
-            return max(math.sqrt(max(b[j] * zj + b[k] * zk, 0.0)), value), (1 << j) | (1 << k)
+                if ((allowed >> q) & 1) == 1:
+                    gain = b[q] - zj * gram[s, j, q] - zk * gram[s, k, q]
+                    if gain > top:
+                        l, top = q, gain
+            if l < 0:
+                return max(math.sqrt(max(b[j] * zj + b[k] * zk, 0.0)), value), (1 << j) | (1 << k)
+            # The third step in closed form too (support {j, k, l}, 3 x 3 by its adjugate): most of
+            # the remaining pairs end on a triangle. Near-singular triangles go to the active set.
+            gll, gjl, gkl = gram[s, l, l], gram[s, j, l], gram[s, k, l]
+            a11, a12, a13 = gkk * gll - gkl * gkl, gjl * gkl - g * gll, g * gkl - gkk * gjl
+            a22, a23, a33 = gjj * gll - gjl * gjl, g * gjl - gjj * gkl, gjj * gkk - g * g
+            det3 = gjj * a11 + g * a12 + gjl * a13
+            if det3 > 1e-9:
+                tj = (a11 * b[j] + a12 * b[k] + a13 * b[l]) / det3
+                tk = (a12 * b[j] + a22 * b[k] + a23 * b[l]) / det3
+                tl = (a13 * b[j] + a23 * b[k] + a33 * b[l]) / det3
+                if tj > 0.0 and tk > 0.0 and tl > 0.0:
+                    optimal = True
+                    for q in range(m):
+                        if ((allowed >> q) & 1) == 1 and (
+                                b[q] - tj * gram[s, j, q] - tk * gram[s, k, q] - tl * gram[s, l, q] > TOLERANCE):
+                            optimal = False
+                            break
+                    if optimal:
+                        cosine = math.sqrt(max(b[j] * tj + b[k] * tk + b[l] * tl, 0.0))
+                        return max(cosine, value), (1 << j) | (1 << k) | (1 << l)
+            return _active_set(gram, s, m, b, allowed, j, k, zj, zk, c, z, w, in_support, blocked, support, chol)
     return _active_set(gram, s, m, b, allowed, j, -1, value, 0.0, c, z, w, in_support, blocked, support, chol)
 
 
