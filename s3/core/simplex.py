@@ -165,10 +165,11 @@ def cone_cosine(b: torch.Tensor, gram: torch.Tensor, valid: torch.Tensor, tolera
         ``(n, S)`` in ``b``'s dtype.
     """
     n, S, m = b.shape
-    if m > 12:
-        raise ValueError(f"simplices of {m} vertices: the exact solver tabulates 2^m supports; use max_dimension <= 11")
     if solver == "auto":
         solver = "kernel" if b.device.type == "cpu" else "batched"
+    if solver == "batched" and m > 12:
+        raise ValueError(f"simplices of {m} vertices: the batched solver tabulates 2^m supports; "
+                         "use max_dimension <= 11 or solver='kernel' (CPU)")
     if solver == "kernel":
         from s3.core.simplex_kernel import cone_scores
 
