@@ -180,17 +180,17 @@ def test_grid_equals_scoring_each_variant_on_its_own():
     assert grid[("local_center", "adaptive-2", "s3_point_to_local_center")] == pytest.approx(accuracy(adaptive, labels))
 
 
-def test_top1_hits_counts_like_argmax_with_ties_to_the_lowest_class():
-    from s3.ablations.grid import top1_hits
+def test_argmax_hits_counts_like_argmax_with_ties_to_the_lowest_class():
+    from s3.ablations.set_kernels import argmax_hits
 
     rng = np.random.default_rng(0)
     scores = torch.as_tensor(rng.integers(0, 4, size=(6, 200)).astype(np.float32))  # many ties
     labels = torch.as_tensor(rng.integers(0, 6, size=200))
-    assert top1_hits(scores, labels) == int((scores.argmax(0) == labels).sum())
+    assert argmax_hits(scores, labels) == int((scores.argmax(0) == labels).sum())
     scores = torch.randn(50, 300)
     labels = scores.argmax(0)
     labels[:100] = (labels[:100] + 1) % 50
-    assert top1_hits(scores, labels) == 200
+    assert argmax_hits(scores, labels) == 200
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 10])
@@ -202,6 +202,27 @@ def test_adaptive_from_products_equals_point_to_adaptive_center(k):
     bank = torch.as_tensor(np.concatenate(per_class))
     offsets = np.concatenate([[0], np.cumsum([len(e) for e in per_class])[:-1]])
     kept = [(offsets[c] + s.kept).tolist() for c, s in enumerate(spaces)]
-    got = adaptive_from_products(bank @ images.T, bank, kept, k).T
+    got = adaptive_from_products(bank @ images.T, bank, kept, [k, 1, 3])[k].T
     want = point_to_adaptive_center(images, StackedSpaces.from_spaces(spaces).vertices, k)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_set_kernels_equal_brute_force_and_refuse_bad_sets():
+    from s3.ablations.set_kernels import set_max, set_weighted_sum
+
+    rng = np.random.default_rng(3)
+    products = torch.as_tensor(rng.normal(size=(9, 37)).astype(np.float32))
+    sets = [[4], [0, 8, 3], [2, 2, 5], list(range(9))]
+    indptr = np.concatenate([[0], np.cumsum([len(s) for s in sets])])
+    indices = np.concatenate(sets)
+    weights = rng.uniform(0.1, 2.0, size=len(sets))
+    want_max = torch.stack([products[s].amax(0) for s in sets])
+    want_sum = torch.stack([products[s].sum(0) * float(w) for s, w in zip(sets, weights)])
+    torch.testing.assert_close(set_max(products, indptr, indices), want_max, atol=0, rtol=0)
+    torch.testing.assert_close(set_weighted_sum(products, indptr, indices, weights), want_sum, atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="at least one row"):
+        set_max(products, np.array([0, 0, 2]), np.array([1, 2]))
+    with pytest.raises(ValueError, match=r"lie in \[0, 9\)"):
+        set_max(products, np.array([0, 1]), np.array([9]))
+    with pytest.raises(ValueError, match="one weight per set"):
+        set_weighted_sum(products, indptr, indices, weights[:2])

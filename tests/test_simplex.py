@@ -177,3 +177,39 @@ def test_cuda_matches_cpu_on_ill_conditioned_simplices():
     gpu = cone_cosine(b.cuda(), gram.cuda(), valid.cuda())
     assert gpu.is_cuda
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("cosine", [None, 0.9])
+def test_nested_cones_solve_from_their_supersets_to_the_same_optimum(cosine):
+    """cone_scores with nest_cones' parents equals solving every cone alone and float64 NNLS."""
+    from s3.core.simplex_kernel import cone_scores, nest_cones
+
+    rng = np.random.default_rng(7)
+    dim, groups = 16, 4
+    bank = np.concatenate([unit(rng.normal(size=(8, dim))) if cosine is None else ill_conditioned(rng, 8, dim, cosine)
+                           for _ in range(groups)]).astype(np.float32)
+    cones, owner = [], []
+    for g in range(groups):  # chains and siblings of subsets of each group's 8 rows, some equal-sized
+        for size in (8, 6, 6, 4, 3, 2, 1):
+            cones.append(sorted(rng.choice(8, size=size, replace=False) + 8 * g))
+            owner.append(g)
+    columns = np.full((len(cones), 8), -1, np.int64)
+    for u, c in enumerate(cones):
+        columns[u, : len(c)] = c
+    counts = (columns >= 0).sum(1)
+    verts = bank[columns.clip(0)].astype(np.float64) * (columns >= 0)[..., None]
+    gram = np.einsum("smd,snd->smn", verts, verts)
+    parent, position = nest_cones(columns, counts, np.array(owner))
+    assert (parent >= 0).sum() > len(cones) // 2  # the test exercises nesting
+    for u in np.flatnonzero(parent >= 0):
+        assert set(cones[u]) < set(cones[parent[u]]) and owner[u] == owner[parent[u]]
+        np.testing.assert_array_equal(columns[parent[u], position[u, : counts[u]]], cones[u])
+    points = points_around(rng, [bank[c] for c in cones], dim, n_random=30, n_near=30).astype(np.float32)
+    products = torch.as_tensor(bank @ points.T)
+    alone, alone_support = cone_scores(products, columns, counts, gram)
+    nested, nested_support = cone_scores(products, columns, counts, gram, (parent, position))
+    torch.testing.assert_close(nested, alone, atol=1e-6, rtol=0)
+    ref = np.array([[reference_nnls(x, bank[c].astype(np.float64)) for x in points.astype(np.float64)] for c in cones])
+    np.testing.assert_allclose(nested.double().numpy(), ref, atol=1e-6, rtol=0)
+    for u in range(len(cones)):  # supports stay within each cone's own vertices
+        assert (nested_support[u] >> counts[u]).eq(0).all()

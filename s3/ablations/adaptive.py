@@ -46,29 +46,42 @@ def point_to_adaptive_center(images: torch.Tensor, vertices: GroupedItems, k: in
 
 
 def adaptive_from_products(products_t: torch.Tensor, bank: torch.Tensor, kept: Sequence[Sequence[int]],
-                           k: int) -> torch.Tensor:
-    """``(C, n)``: ``point_to_adaptive_center`` from precomputed item-major products (the grid's pass).
+                           ks: Sequence[int]) -> dict[int, torch.Tensor]:
+    """``point_to_adaptive_center`` for several k at once, from precomputed item-major products.
+
+    One descending ``topk`` at the largest k serves every k (its first k entries), and the squared
+    norms grow one chosen synonym at a time: adding row ``r`` adds ``2 sum_a G[a, r] + G[r, r]``.
 
     Args:
         products_t: ``(B, n)`` products of the bank rows with ``n`` unit images.
         bank: ``(B, D)`` the bank rows (for the Gram matrices of the chosen synonyms).
         kept: per class, the bank rows of its kept synonyms.
-        k: synonyms per center (a class with fewer uses all of them).
+        ks: synonyms per center (a class with fewer uses all of them).
+
+    Returns:
+        k -> ``(C, n)`` scores.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    n = products_t.shape[1]
-    out = products_t.new_empty(len(kept), n)
+    if not ks or min(ks) < 1:
+        raise ValueError(f"every k must be >= 1, got {list(ks)}")
+    n, k_max = products_t.shape[1], max(ks)
+    out = {k: products_t.new_empty(len(kept), n) for k in ks}
     by_size: dict[int, list[int]] = {}
     for c, rows in enumerate(kept):
         by_size.setdefault(len(rows), []).append(c)
     for m, classes in by_size.items():
         cols = torch.tensor([list(kept[c]) for c in classes], dtype=torch.long)  # (c, m)
         values = products_t[cols.reshape(-1)].reshape(len(classes), m, n)
-        top, idx = values.topk(min(k, m), dim=1)  # (c, kk, n)
-        vecs = bank[cols].double()  # (c, m, D)
+        top, idx = values.topk(min(k_max, m), dim=1)  # (c, kk, n), descending
+        vecs = bank[cols].double()
         flat = (vecs @ vecs.transpose(1, 2)).float().reshape(len(classes), m * m)  # Gram matrices
-        # ||sum of the chosen rows||^2 = sum of G over the chosen pairs (a flat gather per pair)
-        norm_sq = sum(flat.gather(1, idx[:, a] * m + idx[:, b]) for a in range(idx.shape[1]) for b in range(idx.shape[1]))
-        out.index_copy_(0, torch.tensor(classes), top.sum(1) / norm_sq.clamp_min(1e-12).sqrt())
+        target = torch.tensor(classes)
+        total, norm_sq = torch.zeros_like(top[:, 0]), torch.zeros_like(top[:, 0])
+        for r in range(idx.shape[1]):  # add the r-th nearest synonym
+            total += top[:, r]
+            norm_sq += flat.gather(1, idx[:, r] * m + idx[:, r])
+            for a in range(r):
+                norm_sq += 2 * flat.gather(1, idx[:, a] * m + idx[:, r])
+            for k in ks:
+                if min(k, m) == r + 1:
+                    out[k].index_copy_(0, target, total / norm_sq.clamp_min(1e-12).sqrt())
     return out

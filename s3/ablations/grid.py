@@ -25,10 +25,11 @@ import torch
 
 from s3.ablations.adaptive import adaptive_from_products
 from s3.ablations.items import SharedItems, plan_method
+from s3.ablations.set_kernels import argmax_hits
 from s3.core.spaces import SpaceConfig, build_spaces
 from s3.core.text_side import TextSide
 
-__all__ = ["AXES", "variant", "accuracy", "top1_hits", "run_grid"]
+__all__ = ["AXES", "variant", "accuracy", "run_grid"]
 
 AXES = ("num_synonyms", "epsilon", "mst_quantile", "min_gap", "max_dimension", "templates", "local_center", "temperature")
 
@@ -36,21 +37,6 @@ AXES = ("num_synonyms", "epsilon", "mst_quantile", "min_gap", "max_dimension", "
 def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in percent of ``(N, C)`` scores against ``(N,)`` labels."""
     return float((scores.argmax(dim=1) == labels).float().mean() * 100.0)
-
-
-def top1_hits(scores: torch.Tensor, labels: torch.Tensor) -> int:
-    """How many of ``n`` images ``argmax`` puts in their class, from item-major ``(C, n)`` scores.
-
-    Same count as ``(scores.argmax(0) == labels).sum()`` (ties go to the lowest class), without
-    the slow strided argmax: a column-wise max, then an exact argmax only for the tied columns.
-    """
-    top = scores.amax(dim=0)
-    mine = scores.gather(0, labels[None]).squeeze(0)
-    hit = mine == top
-    tied = (hit & ((scores == top).sum(dim=0) > 1)).nonzero(as_tuple=True)[0]
-    if tied.numel():
-        hit[tied] = scores[:, tied].argmax(dim=0) == labels[tied]
-    return int(hit.sum())
 
 
 def variant(text: TextSide, embeddings: Sequence[np.ndarray], spaces: dict[str, Any]) -> TextSide:
@@ -148,11 +134,12 @@ def run_grid(images: torch.Tensor, labels: torch.Tensor, text: TextSide,
             for i, method, items, plan in plans:
                 key = (id(items), keys[i, method])
                 if key not in hits:
-                    hits[key] = top1_hits(plan.scores(item_scores[id(items)], items), y)
+                    hits[key] = argmax_hits(plan.scores(item_scores[id(items)], items), y)
                 correct[i, method] += hits[key]
-            for k in adaptive_k:
+            if adaptive_k:
                 products = item_scores[id(shared["text"])]["products"]
-                adaptive_hits[k] += top1_hits(adaptive_from_products(products, shared["text"].bank, kept_rows, k), y)
+                for k, scores in adaptive_from_products(products, shared["text"].bank, kept_rows, adaptive_k).items():
+                    adaptive_hits[k] += argmax_hits(scores, y)
     tick("scoring")
     rows = [{"axis": axis, "value": _label(value, axis), "method": method,
              "acc1": 100.0 * correct[i, method] / max(len(labels), 1)}

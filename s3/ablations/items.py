@@ -26,8 +26,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from s3.ablations.set_kernels import set_max, set_weighted_sum
 from s3.core.scoring import GroupedItems, Reduction
-from s3.core.simplex_kernel import cone_scores, face_scores
+from s3.core.simplex_kernel import cone_scores, face_scores, nest_cones
 from s3.core.spaces import SynonymSpace
 
 __all__ = ["SharedItems", "MethodPlan", "plan_method", "SPACE_METHODS"]
@@ -61,25 +62,24 @@ class SharedItems:
             self._prepared = None
         return table[columns]
 
+    def _compressed(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(indptr, indices)`` of the registered ``kind`` sets, in id order (``s3.ablations.set_kernels``)."""
+        sets = list(self._ids[kind])  # a dict keeps insertion order: position = id
+        indptr = np.concatenate([[0], np.cumsum([len(c) for c in sets])]).astype(np.int64)
+        return indptr, np.fromiter((j for c in sets for j in c), np.int64, count=int(indptr[-1]))
+
     def _prepare(self) -> dict:
-        """Column tables of the registered items, grouped by size (sets) or padded (cones)."""
+        """Row tables of the registered items: compressed sets (max, mean, cos) and padded cones."""
         if self._prepared is not None:
             return self._prepared
         bank64 = self.bank.double()
-        groups = {}  # max and mean: gathered by set size
-        for kind in ("max", "mean"):
-            by_size: dict[int, list[tuple[tuple[int, ...], int]]] = {}
-            for columns, i in self._ids[kind].items():
-                by_size.setdefault(len(columns), []).append((columns, i))
-            groups[kind] = [(torch.tensor([c for c, _ in entries], dtype=torch.long),  # (U_m, m)
-                             torch.tensor([i for _, i in entries], dtype=torch.long)) for _, entries in sorted(by_size.items())]
-        # cos: one sparse (U, B) matrix, row u = the set's indicator / ||sum of the set's rows||
-        sets = list(self._ids["cos"])
-        rows = torch.tensor([u for u, c in enumerate(sets) for _ in c], dtype=torch.long)
-        cols = torch.tensor([j for c in sets for j in c], dtype=torch.long)
-        norms = torch.zeros(len(sets), bank64.shape[1], dtype=torch.float64).index_add_(0, rows, bank64[cols]).norm(dim=1)
-        weights = torch.sparse_coo_tensor(torch.stack([rows, cols]), (1.0 / norms[rows]).float(),
-                                          (len(sets), len(self.bank)), check_invariants=True).coalesce()
+        sets = {kind: self._compressed(kind) for kind in ("max", "mean", "cos")}
+        sizes = {kind: np.diff(indptr) for kind, (indptr, _) in sets.items()}
+        # cos: the set's products summed, over ||sum of the set's rows|| (float64 norms)
+        indptr, indices = sets["cos"]
+        sums = torch.zeros(len(indptr) - 1, bank64.shape[1], dtype=torch.float64).index_add_(
+            0, torch.as_tensor(np.repeat(np.arange(len(indptr) - 1), sizes["cos"])), bank64[indices])
+        weights = {"max": None, "mean": 1.0 / sizes["mean"], "cos": (1.0 / sums.norm(dim=1)).numpy()}
         cones = list(self._ids["cone"])
         m = max((len(c) for c in cones), default=1)
         columns = np.full((len(cones), m), -1, np.int64)
@@ -87,8 +87,11 @@ class SharedItems:
             columns[i, : len(c)] = c
         safe = torch.as_tensor(columns).clamp_min(0)
         verts = bank64[safe] * torch.as_tensor(columns >= 0)[..., None]
-        self._prepared = {"groups": groups, "cos": weights, "cone_columns": columns, "cone_counts": (columns >= 0).sum(1),
-                          "cone_gram": torch.einsum("smd,snd->smn", verts, verts).numpy()}
+        counts = (columns >= 0).sum(1)
+        owner = np.searchsorted(self.offsets, columns[:, 0], side="right") - 1  # a cone's class: nest within it
+        self._prepared = {"sets": sets, "weights": weights, "cone_columns": columns, "cone_counts": counts,
+                          "cone_gram": torch.einsum("smd,snd->smn", verts, verts).numpy(),
+                          "cone_parents": nest_cones(columns, counts, owner)}
         return self._prepared
 
     def scores(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -99,17 +102,18 @@ class SharedItems:
         """
         prepared = self._prepare()
         products = self.bank @ images.T  # (B, n)
-        n = images.shape[0]
-        out = {"cos": prepared["cos"] @ products}
-        for kind in ("max", "mean"):
-            out[kind] = products.new_empty(len(self._ids[kind]), n)
-            for cols, ids in prepared["groups"][kind]:
-                values = products[cols.reshape(-1)].reshape(*cols.shape, n)  # (U_m, m, n)
-                out[kind].index_copy_(0, ids, values.amax(1) if kind == "max" else values.mean(1))
-        out["products"] = products
+        out = {"products": products}
+        for kind in ("max", "mean", "cos"):
+            indptr, indices = prepared["sets"][kind]
+            if len(indptr) == 1:
+                out[kind] = products.new_empty(0, images.shape[0])
+            elif kind == "max":
+                out[kind] = set_max(products, indptr, indices)
+            else:
+                out[kind] = set_weighted_sum(products, indptr, indices, prepared["weights"][kind])
         if len(prepared["cone_columns"]):
             out["cone"], out["supports"] = cone_scores(products, prepared["cone_columns"], prepared["cone_counts"],
-                                                       prepared["cone_gram"])
+                                                       prepared["cone_gram"], prepared["cone_parents"])
         return out
 
     def cone_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -30,7 +30,7 @@ import numba
 import numpy as np
 import torch
 
-__all__ = ["cone_scores", "face_scores", "MAX_VERTICES"]
+__all__ = ["cone_scores", "nest_cones", "face_scores", "MAX_VERTICES"]
 
 # Gradient tolerance of the active set (float64): a vertex enters the support only if it would raise
 # the objective's gradient by more than this (tests/test_simplex.py: within 1e-6 of float64 NNLS).
@@ -262,6 +262,36 @@ def _cone_kernel(pt, columns, counts, gram, values, supports):
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", fastmath=_FLAGS)
+def _nested_cone_kernel(pt, columns, counts, gram, level, parent, position, values, supports):
+    n, m_max = pt.shape[1], columns.shape[1]
+    for t in numba.prange(level.shape[0]):
+        b, c, z, w, in_support, blocked, support, chol = _scratch(m_max)
+        u = level[t]
+        p, m = parent[u], counts[u]
+        full = (1 << m) - 1
+        for i in range(n):
+            if p >= 0:  # the superset's optimum is feasible here: when it uses only our vertices, it is ours
+                theirs, mine, used = supports[p, i], 0, 0
+                for k in range(m):
+                    if ((theirs >> position[u, k]) & 1) == 1:
+                        mine |= 1 << k
+                        used += 1
+                remaining = theirs
+                while remaining:
+                    remaining &= remaining - 1
+                    used -= 1
+                if used == 0:
+                    values[u, i] = values[p, i]
+                    supports[u, i] = mine
+                    continue
+            for k in range(m):
+                b[k] = pt[columns[u, k], i]
+            value, mask = _solve_pair(gram, u, m, b, full, c, z, w, in_support, blocked, support, chol)
+            values[u, i] = value
+            supports[u, i] = mask
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy", fastmath=_FLAGS)
 def _face_kernel(pt, union, columns, counts, gram, values, supports, starts, masks, bound, out):
     n, m_max = pt.shape[1], columns.shape[1]
     for c_ in numba.prange(union.shape[0]):
@@ -318,8 +348,56 @@ def _threads() -> None:
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
-def cone_scores(products_t: torch.Tensor, columns: np.ndarray, counts: np.ndarray,
-                gram: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def nest_cones(columns: np.ndarray, counts: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each cone, its smallest strict superset among the cones of its group, to solve from.
+
+    A cone only grows with its generators, so a superset's optimum bounds the cone's value; when
+    that optimum uses only the cone's own vertices it is feasible for the cone and therefore its
+    optimum (``cone_scores`` with ``parents``). The grid's variants of one class nest often.
+
+    Args:
+        columns, counts: as ``cone_scores``.
+        groups: ``(U,)`` int: cones may nest only within a group (one class's cones).
+
+    Returns:
+        ``parent`` ``(U,)`` int64 (-1: none) and ``position`` ``(U, m)`` int64: the index of cone
+        ``u``'s vertex ``k`` among its parent's vertices (0 where there is no parent or padding).
+    """
+    sets = [frozenset(row[:k].tolist()) for row, k in zip(columns, counts)]
+    parent = np.full(len(columns), -1, np.int64)
+    position = np.zeros(columns.shape, np.int64)
+    members: dict[int, list[int]] = {}
+    for u, g in enumerate(np.asarray(groups).tolist()):
+        members.setdefault(g, []).append(u)
+    for cones in members.values():
+        by_size = sorted(cones, key=lambda u: counts[u])
+        for i, u in enumerate(by_size):
+            for v in by_size[i + 1:]:  # the first strict superset in size order is a smallest one
+                if counts[v] > counts[u] and sets[u] < sets[v]:
+                    parent[u] = v
+                    where = {int(j): r for r, j in enumerate(columns[v, : counts[v]])}
+                    position[u, : counts[u]] = [where[int(j)] for j in columns[u, : counts[u]]]
+                    break
+    return parent, position
+
+
+def _levels(parent: np.ndarray) -> list[np.ndarray]:
+    """Cones in solve order: roots first, then each cone one level after its parent."""
+    depth = np.full(len(parent), -1, np.int64)
+    for u in range(len(parent)):
+        chain = []
+        while u >= 0 and depth[u] < 0:
+            chain.append(u)
+            u = parent[u]
+        base = depth[u] if u >= 0 else -1
+        for v in reversed(chain):
+            base += 1
+            depth[v] = base
+    return [np.flatnonzero(depth == d) for d in range(int(depth.max(initial=-1)) + 1)]
+
+
+def cone_scores(products_t: torch.Tensor, columns: np.ndarray, counts: np.ndarray, gram: np.ndarray,
+                parents: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact cone cosine of every (cone, point) pair, and its optimal support.
 
     Args:
@@ -328,6 +406,9 @@ def cone_scores(products_t: torch.Tensor, columns: np.ndarray, counts: np.ndarra
             ``products_t`` for ``k < counts[u]`` (the rest is padding, never read).
         counts: ``(U,)`` int64 vertices per cone (1 to ``MAX_VERTICES``).
         gram: ``(U, m, m)`` float64 vertex Gram matrices.
+        parents: ``nest_cones``'s ``(parent, position)``: each cone with a parent copies its
+            parent's optimum wherever that optimum uses only the cone's vertices (same values,
+            fewer solves when the cones nest).
 
     Returns:
         ``values`` ``(U, n)`` float32 (a cone with no positive product scores its best vertex's
@@ -340,8 +421,14 @@ def cone_scores(products_t: torch.Tensor, columns: np.ndarray, counts: np.ndarra
     n = products_t.shape[1]
     values = np.empty((len(columns), n), np.float32)
     supports = np.empty((len(columns), n), np.int32)
-    _cone_kernel(products_t.detach().contiguous().numpy(), np.ascontiguousarray(columns, np.int64),
-                 np.ascontiguousarray(counts, np.int64), np.ascontiguousarray(gram, np.float64), values, supports)
+    pt, columns = products_t.detach().contiguous().numpy(), np.ascontiguousarray(columns, np.int64)
+    counts, gram = np.ascontiguousarray(counts, np.int64), np.ascontiguousarray(gram, np.float64)
+    if parents is None:
+        _cone_kernel(pt, columns, counts, gram, values, supports)
+    else:
+        parent, position = (np.ascontiguousarray(a, np.int64) for a in parents)
+        for level in _levels(parent):
+            _nested_cone_kernel(pt, columns, counts, gram, level, parent, position, values, supports)
     return torch.from_numpy(values), torch.from_numpy(supports)
 
 
