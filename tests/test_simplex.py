@@ -213,3 +213,38 @@ def test_nested_cones_solve_from_their_supersets_to_the_same_optimum(cosine):
     np.testing.assert_allclose(nested.double().numpy(), ref, atol=1e-6, rtol=0)
     for u in range(len(cones)):  # supports stay within each cone's own vertices
         assert (nested_support[u] >> counts[u]).eq(0).all()
+
+
+def test_face_bounds_hold_and_are_tight_on_the_hull_distance():
+    """face_bounds: beta_F max_k b_k >= the face's cone cosine, and 1 / beta_F^2 <= d_F^2 (the hull's
+    squared distance to the origin, by scipy), close to it; exactly 1 for a single unit vertex."""
+    from scipy.optimize import minimize
+
+    from s3.core.simplex_kernel import cone_scores, face_bounds
+
+    rng = np.random.default_rng(11)
+    dim, m = 12, 7
+    kept = ill_conditioned(rng, m, dim, 0.8).astype(np.float32)
+    gram = (kept.astype(np.float64) @ kept.T.astype(np.float64))[None]
+    faces = [[0], [1, 2], [0, 3, 5], [1, 2, 4, 6], list(range(m))]
+    masks = np.array([sum(1 << k for k in f) for f in faces], np.int32)
+    bounds = face_bounds(np.array([0]), np.array([m]), gram, np.array([0, len(faces)]), masks)
+    assert bounds[0] == pytest.approx(1.0, abs=1e-5)
+    for f, beta in zip(faces, bounds):
+        g = gram[0][np.ix_(f, f)]
+        hull = minimize(lambda a: a @ g @ a, np.full(len(f), 1 / len(f)), bounds=[(0, 1)] * len(f),
+                        constraints=[{"type": "eq", "fun": lambda a: a.sum() - 1}], method="SLSQP").fun
+        assert 1 / beta**2 <= hull + 1e-9 and 1 / beta**2 >= hull - 1e-3, f
+    points = unit(rng.normal(size=(200, dim)) + 2 * kept.mean(0)).astype(np.float32)
+    columns = np.full((len(faces), m), -1, np.int64)
+    for q, f in enumerate(faces):
+        columns[q, : len(f)] = f
+    counts = (columns >= 0).sum(1)
+    grams = np.stack([np.pad(gram[0][np.ix_(f, f)], (0, m - len(f))) for f in faces])
+    products = torch.as_tensor(kept @ points.T)
+    values, _ = cone_scores(products, columns, counts, grams)
+    for q, f in enumerate(faces):
+        top = products[f].amax(0).double()
+        positive = top > 0  # the bound is for a positive best product (else the face scores its best vertex)
+        assert positive.sum() > 100
+        assert torch.all(values[q].double()[positive] <= top[positive] * bounds[q] + 1e-6)

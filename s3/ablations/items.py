@@ -28,7 +28,7 @@ import torch
 
 from s3.ablations.set_kernels import set_max, set_weighted_sum
 from s3.core.scoring import GroupedItems, Reduction
-from s3.core.simplex_kernel import cone_scores, face_scores, nest_cones
+from s3.core.simplex_kernel import cone_scores, face_bounds, face_scores, nest_cones
 from s3.core.spaces import SynonymSpace
 
 __all__ = ["SharedItems", "MethodPlan", "plan_method", "SPACE_METHODS"]
@@ -52,6 +52,7 @@ class SharedItems:
         self.bank = torch.as_tensor(np.concatenate(bank), dtype=torch.float32)  # (B, D)
         self._ids: dict[str, dict[tuple[int, ...], int]] = {kind: {} for kind in KINDS}
         self._prepared: dict | None = None
+        self._bounds: dict[tuple[bytes, bytes, bytes], np.ndarray] = {}
 
     def item(self, kind: str, c: int, rows: Sequence[int]) -> int:
         """Register the ``kind`` item of class ``c`` made of its bank ``rows``; returns its id within ``kind``."""
@@ -59,7 +60,7 @@ class SharedItems:
         table = self._ids[kind]
         if columns not in table:
             table[columns] = len(table)
-            self._prepared = None
+            self._prepared, self._bounds = None, {}
         return table[columns]
 
     def _compressed(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -116,6 +117,14 @@ class SharedItems:
                                                        prepared["cone_gram"], prepared["cone_parents"])
         return out
 
+    def face_bounds(self, union: np.ndarray, starts: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """``s3.core.simplex_kernel.face_bounds`` of simplices over the registered cones, once per plan."""
+        key = (union.tobytes(), starts.tobytes(), masks.tobytes())
+        if key not in self._bounds:
+            _, counts, gram = self.cone_tables()
+            self._bounds[key] = face_bounds(union, counts, gram, starts, masks)
+        return self._bounds[key]
+
     def cone_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(columns, counts, gram)`` of the registered cones (``s3.core.simplex_kernel``'s inputs)."""
         prepared = self._prepare()
@@ -152,8 +161,9 @@ class MethodPlan:
         """``(C, n)`` scores from a chunk's item scores."""
         if self.faces is not None:
             columns, counts, gram = shared.cone_tables()
+            bounds = shared.face_bounds(self.order.numpy(), *self.faces)
             return face_scores(items["products"], self.order.numpy(), columns, counts, gram, items["cone"],
-                               items["supports"], *self.faces)
+                               items["supports"], *self.faces, bounds)
         values = items[self.kind].index_select(0, self.order)
         if self.grouped is None:
             return values

@@ -232,7 +232,7 @@ def point_to_simplex(images: torch.Tensor, spaces: StackedSpaces, chunk_size: in
     simplices = spaces.simplices
     verts = simplices.items  # (S, m, D), zero rows pad smaller simplices (after the real ones)
     if solver == "kernel":
-        from s3.core.simplex_kernel import cone_scores, face_scores
+        from s3.core.simplex_kernel import cone_scores, face_bounds, face_scores
 
         if spaces.simplex_columns is None:
             raise ValueError("solver='kernel' needs StackedSpaces.simplex_columns (build with StackedSpaces.from_spaces)")
@@ -244,12 +244,13 @@ def point_to_simplex(images: torch.Tensor, spaces: StackedSpaces, chunk_size: in
         classes = np.arange(len(kept))
         # The common case: every class is one simplex, its whole kept set; its cone is the answer.
         whole = len(masks) == len(kept) and bool(np.all(masks == (1 << counts) - 1))
+        bounds = None if whole else face_bounds(classes, counts, gram, starts, masks)
 
         def chunk_scores(x: torch.Tensor, out: torch.Tensor) -> None:
             products_t = vertices @ x.T  # (V, n): item-major, as the kernels read it
             values, supports = cone_scores(products_t, kept, counts, gram)  # each class's kept set
             if not whole:
-                values = face_scores(products_t, classes, kept, counts, gram, values, supports, starts, masks)
+                values = face_scores(products_t, classes, kept, counts, gram, values, supports, starts, masks, bounds)
             out.copy_(values.T)
 
         return _chunked(images, spaces.num_classes, chunk_size, chunk_scores)

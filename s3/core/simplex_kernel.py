@@ -30,7 +30,7 @@ import numba
 import numpy as np
 import torch
 
-__all__ = ["cone_scores", "nest_cones", "face_scores", "MAX_VERTICES"]
+__all__ = ["cone_scores", "nest_cones", "face_scores", "face_bounds", "MAX_VERTICES"]
 
 # Gradient tolerance of the active set (float64): a vertex enters the support only if it would raise
 # the objective's gradient by more than this (tests/test_simplex.py: within 1e-6 of float64 NNLS).
@@ -292,16 +292,21 @@ def _nested_cone_kernel(pt, columns, counts, gram, level, parent, position, valu
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", fastmath=_FLAGS)
-def _face_kernel(pt, union, columns, counts, gram, values, supports, starts, masks, bound, out):
+def _face_kernel(pt, union, columns, counts, gram, values, supports, starts, masks, face_ptr, face_vertices, bound,
+                 out):
     n, m_max = pt.shape[1], columns.shape[1]
+    most = 1
+    for c_ in range(union.shape[0]):
+        most = max(most, starts[c_ + 1] - starts[c_])
     for c_ in numba.prange(union.shape[0]):
         b, c, z, w, in_support, blocked, support, chol = _scratch(m_max)
-        u = union[c_]
+        upper, face_b, face_gram = np.empty(most), np.empty(m_max), np.empty((1, m_max, m_max))
+        u, first, faces = union[c_], starts[c_], starts[c_ + 1] - starts[c_]
         m = counts[u]
         for i in range(n):
             inside = supports[u, i]
             covered = False
-            for q in range(starts[c_], starts[c_ + 1]):
+            for q in range(first, first + faces):
                 if (inside & ~masks[q]) == 0:
                     covered = True
                     break
@@ -312,36 +317,100 @@ def _face_kernel(pt, union, columns, counts, gram, values, supports, starts, mas
             for k in range(m):
                 b[k] = pt[columns[u, k], i]
                 best = max(best, b[k])  # every kept vertex lies in a simplex: a lower bound
-            for q in range(starts[c_], starts[c_ + 1]):
+            for r in range(faces):  # each face's upper bound (face_bounds); a face with no positive product scores its best vertex
                 top = -2.0
-                for k in range(m):
-                    if ((masks[q] >> k) & 1) == 1:
-                        top = max(top, b[k])
-                # For unit vertices at pairwise products >= g > 0 every cone point x has
-                # x.v <= max_k b_k / sqrt(g): a face under the best so far cannot win.
-                if top <= 0.0 or top * bound[q] <= best:
+                for t in range(face_ptr[first + r], face_ptr[first + r + 1]):
+                    top = max(top, b[face_vertices[t]])
+                upper[r] = top * bound[first + r] if top > 0.0 else -np.inf
+            ceiling = values[u, i]  # no simplex beats the kept set's cone
+            r_top = 0
+            for r in range(faces):
+                if upper[r] > upper[r_top]:
+                    r_top = r
+            # The face of highest bound first (it usually wins), then one pass that solves only the
+            # faces whose bound still beats the best value (a full best-first order costs more than it saves).
+            for step in range(faces + 1):
+                r = r_top if step == 0 else step - 1
+                if (step > 0 and r == r_top) or upper[r] <= best or best >= ceiling:
                     continue
-                value, _ = _solve_pair(gram, u, m, b, masks[q], c, z, w, in_support, blocked, support, chol)
-                if value > best:
-                    best = value
+                lo, size = face_ptr[first + r], face_ptr[first + r + 1] - face_ptr[first + r]
+                if size == 1:  # a single vertex: its product (upper holds it times the margin)
+                    best = max(best, b[face_vertices[lo]])
+                    continue
+                for j in range(size):  # the face's own small problem: every step costs its size, not m
+                    face_b[j] = b[face_vertices[lo + j]]
+                    for k in range(size):
+                        face_gram[0, j, k] = gram[u, face_vertices[lo + j], face_vertices[lo + k]]
+                value, _ = _solve_pair(face_gram, 0, size, face_b, (1 << size) - 1, c, z, w, in_support, blocked,
+                                       support, chol)
+                best = max(best, value)
             out[c_, i] = best
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _face_bounds(union, counts, gram, starts, masks):
-    """Per face, ``1 / sqrt(smallest vertex product)`` (inf when some product is <= 0: no pruning)."""
-    bound = np.empty(len(masks))
-    for c_ in range(len(union)):
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _face_bounds(union, counts, gram, starts, face_ptr, face_vertices, iterations):
+    bound = np.empty(len(face_ptr) - 1)
+    for c_ in numba.prange(len(union)):
         u = union[c_]
         for q in range(starts[c_], starts[c_ + 1]):
-            low = 1.0
-            for j in range(counts[u]):
-                if ((masks[q] >> j) & 1) == 1:
-                    for k in range(counts[u]):
-                        if ((masks[q] >> k) & 1) == 1:
-                            low = min(low, gram[u, j, k] / math.sqrt(gram[u, j, j] * gram[u, k, k]))
-            bound[q] = (1.0 + 1e-6) / math.sqrt(low) if low > 0.0 else np.inf  # margin for round-off
+            vs = face_vertices[face_ptr[q] : face_ptr[q + 1]]
+            m = len(vs)
+            g = np.empty((m, m))
+            for j in range(m):
+                for k in range(m):
+                    g[j, k] = gram[u, vs[j], vs[k]]
+            # Frank-Wolfe on f(a) = a^T G a over the simplex; convexity gives the certified lower
+            # bound f(a) + min_k grad_k - grad . a = min_k (2 G a)_k - f(a) at every iterate.
+            a = np.full(m, 1.0 / m)
+            ga = np.empty(m)
+            lower = -np.inf
+            for _ in range(iterations):
+                f, k = 0.0, 0
+                for j in range(m):
+                    acc = 0.0
+                    for l in range(m):
+                        acc += g[j, l] * a[l]
+                    ga[j] = acc
+                    f += a[j] * acc
+                    if acc < ga[k]:
+                        k = j
+                lower = max(lower, 2.0 * ga[k] - f)
+                # exact line search toward vertex k: minimise f(a + t (e_k - a)), t in [0, 1]
+                slope = ga[k] - f  # (G a) . (e_k - a)
+                curve = g[k, k] - 2.0 * ga[k] + f  # (e_k - a)^T G (e_k - a)
+                if slope >= 0.0 or curve <= 0.0:
+                    break
+                t = min(1.0, -slope / curve)
+                for j in range(m):
+                    a[j] *= 1.0 - t
+                a[k] += t
+            bound[q] = (1.0 + 1e-6) / math.sqrt(lower) if lower > 0.0 else np.inf  # margin for round-off
     return bound
+
+
+def _faces(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each bitmask's set bits as a compressed list: ``(ptr, vertices)``."""
+    bits = ((masks.astype(np.int64)[:, None] >> np.arange(MAX_VERTICES)) & 1).astype(bool)  # (F, 31)
+    return np.concatenate([[0], np.cumsum(bits.sum(1))]).astype(np.int64), np.nonzero(bits)[1].astype(np.int64)
+
+
+def face_bounds(union: np.ndarray, counts: np.ndarray, gram: np.ndarray, starts: np.ndarray, masks: np.ndarray,
+                iterations: int = 64) -> np.ndarray:
+    """Per simplex ``F``, a factor ``beta_F`` with ``cos(x, cone F) <= beta_F max_{k in F} x . v_k``.
+
+    With ``y = sum_k a_k v_k`` (``a`` on the probability simplex, a scaling of any cone point),
+    ``x . y <= max_k x . v_k`` and ``||y||^2 = a^T G_F a >= d_F^2``, the squared distance from the
+    origin to the simplex's convex hull; ``beta_F = 1 / d_F``, with ``d_F^2`` bounded from below by
+    Frank-Wolfe's duality gap (exact for one vertex, tight after a few dozen steps, and never
+    above the true minimum whatever the number of steps). inf where the hull reaches the origin.
+    Inputs as ``face_scores``; ``(F,)`` float64.
+    """
+    union, counts = np.ascontiguousarray(union, np.int64), np.ascontiguousarray(counts, np.int64)
+    starts, masks = np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(masks, np.int32)
+    face_ptr, face_vertices = _faces(masks)
+    _threads()
+    return _face_bounds(union, counts, np.ascontiguousarray(gram, np.float64), starts, face_ptr, face_vertices,
+                        iterations)
 
 
 def _threads() -> None:
@@ -434,7 +503,7 @@ def cone_scores(products_t: torch.Tensor, columns: np.ndarray, counts: np.ndarra
 
 def face_scores(products_t: torch.Tensor, union: np.ndarray, columns: np.ndarray, counts: np.ndarray,
                 gram: np.ndarray, values: torch.Tensor, supports: torch.Tensor, starts: np.ndarray,
-                masks: np.ndarray) -> torch.Tensor:
+                masks: np.ndarray, bounds: np.ndarray | None = None) -> torch.Tensor:
     """Per class, the largest cone cosine over its simplices (module docstring), ``(C, n)`` float32.
 
     Args:
@@ -443,13 +512,21 @@ def face_scores(products_t: torch.Tensor, union: np.ndarray, columns: np.ndarray
         values, supports: ``cone_scores`` of those cones on the same points.
         starts: ``(C + 1,)`` int64; class ``c``'s simplices are ``masks[starts[c]:starts[c + 1]]``.
         masks: int32 bitmasks of each simplex's vertices, over its class's kept-set cone's columns.
+        bounds: ``face_bounds`` of the same simplices (computed when None; pass them to score many
+            chunks of points).
+
+    Where the kept set's optimum lies in no simplex, the simplices are solved best bound first
+    (``face_bounds``) until no remaining bound beats the best value found.
     """
     _threads()
     union, counts = np.ascontiguousarray(union, np.int64), np.ascontiguousarray(counts, np.int64)
     gram, starts = np.ascontiguousarray(gram, np.float64), np.ascontiguousarray(starts, np.int64)
     masks = np.ascontiguousarray(masks, np.int32)
+    if bounds is None:
+        bounds = face_bounds(union, counts, gram, starts, masks)
+    face_ptr, face_vertices = _faces(masks)
     out = np.empty((len(union), products_t.shape[1]), np.float32)
     _face_kernel(products_t.detach().contiguous().numpy(), union, np.ascontiguousarray(columns, np.int64), counts,
-                 gram, values.numpy(), supports.numpy(), starts, masks, _face_bounds(union, counts, gram, starts, masks),
-                 out)
+                 gram, values.numpy(), supports.numpy(), starts, masks, face_ptr, face_vertices,
+                 np.ascontiguousarray(bounds, np.float64), out)
     return torch.from_numpy(out)
