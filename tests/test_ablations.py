@@ -226,3 +226,29 @@ def test_set_kernels_equal_brute_force_and_refuse_bad_sets():
         set_max(products, np.array([0, 1]), np.array([9]))
     with pytest.raises(ValueError, match="one weight per set"):
         set_weighted_sum(products, indptr, indices, weights[:2])
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_simplex_hits_with_bounds_equal_argmax_of_every_score(seed):
+    """MethodPlan.top1_hits for point-to-simplex (only the classes whose bound reaches the image's
+    own score are solved) counts what the argmax of the full (C, n) scores counts, ties included."""
+    from s3.ablations.grid import variant
+    from s3.ablations.items import SharedItems, plan_method
+    from s3.ablations.set_kernels import argmax_hits
+
+    per_class, images, labels = _world(seed, classes=12, dim=10, n=300)
+    per_class[5] = per_class[4].copy()  # two classes that tie everywhere: argmax gives class 4
+    labels[:60] = torch.tensor([4, 5]).repeat(30)
+    text = _text_side(per_class)
+    base = [s.embeddings for s in text.spaces]
+    sides = [text, variant(text, base, {**SPACES, "max_dimension": 0}), variant(text, base, {**SPACES, "max_dimension": 1}),
+             variant(text, base, {**SPACES, "radius_rule": "global", "epsilon": 0.6})]
+    shared = SharedItems(base)
+    plans = [plan_method("s3_point_to_simplex", side.spaces, shared) for side in sides]
+    items = shared.scores(images)
+    for plan in plans:
+        scores = plan.scores(items, shared)
+        assert torch.equal(scores[4], scores[5])
+        want = argmax_hits(scores, labels)
+        assert plan.top1_hits(shared.scores(images, cones=False), shared, labels) == want
+        assert 0 < want < len(labels)  # neither trivial

@@ -129,12 +129,12 @@ def run_grid(images: torch.Tensor, labels: torch.Tensor, text: TextSide,
     with torch.no_grad():
         for lo in range(0, images.shape[0], chunk_size):
             x, y = images[lo : lo + chunk_size].float(), labels[lo : lo + chunk_size]
-            item_scores = {id(items): items.scores(x) for items in shared.values()}
+            item_scores = {id(items): items.scores(x, cones=False) for items in shared.values()}
             hits: dict[tuple, int] = {}  # plan key -> correct predictions in this chunk
             for i, method, items, plan in plans:
                 key = (id(items), keys[i, method])
                 if key not in hits:
-                    hits[key] = argmax_hits(plan.scores(item_scores[id(items)], items), y)
+                    hits[key] = plan.top1_hits(item_scores[id(items)], items, y)
                 correct[i, method] += hits[key]
             if adaptive_k:
                 products = item_scores[id(shared["text"])]["products"]

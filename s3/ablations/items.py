@@ -26,9 +26,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from s3.ablations.set_kernels import set_max, set_weighted_sum
+from s3.ablations.set_kernels import argmax_hits, set_max, set_weighted_sum
 from s3.core.scoring import GroupedItems, Reduction
-from s3.core.simplex_kernel import cone_scores, face_bounds, face_scores, nest_cones
+from s3.core.simplex_kernel import cone_scores, face_bounds, face_scores, nest_cones, pair_scores
 from s3.core.spaces import SynonymSpace
 
 __all__ = ["SharedItems", "MethodPlan", "plan_method", "SPACE_METHODS"]
@@ -95,11 +95,12 @@ class SharedItems:
                           "cone_parents": nest_cones(columns, counts, owner)}
         return self._prepared
 
-    def scores(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def scores(self, images: torch.Tensor, cones: bool = True) -> dict[str, torch.Tensor]:
         """Item scores of a chunk of unit images ``(n, D)``, item-major: kind -> ``(U_kind, n)``.
 
         ``products`` (the bank's, ``(B, n)``) and ``supports`` (the cones' optimal supports) ride along
-        for the simplex plans.
+        for the simplex plans. ``cones=False`` leaves the cones out (``MethodPlan.top1_hits`` needs
+        only the products).
         """
         prepared = self._prepare()
         products = self.bank @ images.T  # (B, n)
@@ -112,7 +113,7 @@ class SharedItems:
                 out[kind] = set_max(products, indptr, indices)
             else:
                 out[kind] = set_weighted_sum(products, indptr, indices, prepared["weights"][kind])
-        if len(prepared["cone_columns"]):
+        if cones and len(prepared["cone_columns"]):
             out["cone"], out["supports"] = cone_scores(products, prepared["cone_columns"], prepared["cone_counts"],
                                                        prepared["cone_gram"], prepared["cone_parents"])
         return out
@@ -142,6 +143,7 @@ class MethodPlan:
         reduction, temperature: as ``GroupedItems.reduce``.
         faces: for point-to-simplex, ``(starts, masks)``: each class's simplices as bitmasks over
             its kept-set cone (``order``), solved by ``s3.core.simplex_kernel.face_scores``.
+        tops: for point-to-simplex, the ``max`` item of each class's kept set (``top1_hits``' bounds).
     """
 
     kind: str
@@ -150,10 +152,11 @@ class MethodPlan:
     reduction: Reduction = "max"
     temperature: float = 0.01
     faces: tuple[np.ndarray, np.ndarray] | None = None
+    tops: torch.Tensor | None = None
 
     def key(self) -> tuple:
         """Equal keys score alike (variants often share a method's items: one pass serves them all)."""
-        faces = None if self.faces is None else tuple(f.tobytes() for f in self.faces)
+        faces = None if self.faces is None else (*(f.tobytes() for f in self.faces), self.tops.numpy().tobytes())
         blocks = None if self.grouped is None else tuple((s, c.numpy().tobytes(), m) for s, c, m in self.grouped.blocks)
         return (self.kind, self.order.numpy().tobytes(), blocks, self.reduction, self.temperature, faces)
 
@@ -168,6 +171,38 @@ class MethodPlan:
         if self.grouped is None:
             return values
         return self.grouped.reduce(values, self.reduction, self.temperature, item_dim=0)
+
+    def top1_hits(self, items: dict[str, torch.Tensor], shared: "SharedItems", labels: torch.Tensor) -> int:
+        """How many of the chunk's ``n`` images the method puts in their class (``labels`` ``(n,)``).
+
+        The count of ``argmax_hits(self.scores(...), labels)``. Point-to-simplex needs no cone
+        scores (``SharedItems.scores(..., cones=False)``): a class ``c`` scores at most
+        ``t_c beta_c`` (``t_c`` its best kept product, ``beta_c`` its kept set's ``face_bounds``), so
+        only the image's own class and the classes whose bound reaches its score are solved
+        (``s3.core.simplex_kernel.pair_scores``), usually a handful of the C.
+        """
+        if self.faces is None:
+            return argmax_hits(self.scores(items, shared), labels)
+        columns, counts, gram = shared.cone_tables()
+        union, (starts, masks) = self.order.numpy(), self.faces
+        bounds = shared.face_bounds(union, starts, masks)
+        beta = torch.as_tensor(shared.face_bounds(union, np.arange(len(union) + 1), (1 << counts[union]) - 1))
+        top = items["max"].index_select(0, self.tops).double()  # (C, n)
+        upper = torch.where(top > 0, top * beta[:, None], top)  # no positive product: the score is the top product
+        n = labels.shape[0]
+
+        def solve(classes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+            return pair_scores(items["products"], union, columns, counts, gram, starts, masks, bounds,
+                               classes.numpy(), points.numpy())
+
+        own = solve(labels, torch.arange(n)).double()  # (n,)
+        below = torch.arange(len(union))[:, None] < labels  # ties go to the lowest class, as argmax
+        rivals = torch.where(below, upper >= own, upper > own)
+        rivals[labels, torch.arange(n)] = False
+        classes, points = rivals.nonzero(as_tuple=True)
+        theirs = solve(classes, points).double()
+        beats = torch.where(classes < labels[points], theirs >= own[points], theirs > own[points])
+        return n - int(torch.unique(points[beats]).numel())
 
 
 def plan_method(method: str, spaces: Sequence[SynonymSpace], shared: SharedItems,
@@ -205,5 +240,6 @@ def plan_method(method: str, spaces: Sequence[SynonymSpace], shared: SharedItems
             rank = {int(j): r for r, j in enumerate(sorted(s.kept.tolist()))}
             masks.extend(sum(1 << rank[j] for j in simplex) for simplex in s.simplices)
             starts.append(len(masks))
-        return MethodPlan("cone", plan.order, faces=(np.array(starts, np.int64), np.array(masks, np.int32)))
+        return MethodPlan("cone", plan.order, faces=(np.array(starts, np.int64), np.array(masks, np.int32)),
+                          tops=one_per_class("max", kept).order)
     raise ValueError(f"method {method!r} has no item plan; choose from {', '.join(SPACE_METHODS)}")

@@ -30,7 +30,7 @@ import numba
 import numpy as np
 import torch
 
-__all__ = ["cone_scores", "nest_cones", "face_scores", "face_bounds", "MAX_VERTICES"]
+__all__ = ["cone_scores", "nest_cones", "face_scores", "face_bounds", "pair_scores", "MAX_VERTICES"]
 
 # Gradient tolerance of the active set (float64): a vertex enters the support only if it would raise
 # the objective's gradient by more than this (tests/test_simplex.py: within 1e-6 of float64 NNLS).
@@ -291,60 +291,100 @@ def _nested_cone_kernel(pt, columns, counts, gram, level, parent, position, valu
             supports[u, i] = mask
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _covered(inside, masks, first, faces):
+    """Whether some simplex ``masks[first:first + faces]`` holds the support bitmask ``inside``."""
+    for q in range(first, first + faces):
+        if (inside & ~masks[q]) == 0:
+            return True
+    return False
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always", fastmath=_FLAGS)
+def _best_face(gram, u, m, b, ceiling, first, faces, masks, face_ptr, face_vertices, bound, upper, face_b, face_gram,
+               c, z, w, in_support, blocked, support, chol):
+    """The largest cone cosine over a class's simplices when no simplex holds its kept set's optimum.
+
+    ``b``: the products with the kept set (``m`` vertices, cone ``u`` of ``gram``); ``ceiling``: the
+    kept set's cone cosine, which no simplex exceeds.
+    """
+    best = -2.0
+    for k in range(m):
+        best = max(best, b[k])  # every kept vertex lies in a simplex: a lower bound
+    for r in range(faces):  # each face's upper bound (face_bounds); a face with no positive product scores its best vertex
+        top = -2.0
+        for t in range(face_ptr[first + r], face_ptr[first + r + 1]):
+            top = max(top, b[face_vertices[t]])
+        upper[r] = top * bound[first + r] if top > 0.0 else -np.inf
+    r_top = 0
+    for r in range(faces):
+        if upper[r] > upper[r_top]:
+            r_top = r
+    # The face of highest bound first (it usually wins), then one pass that solves only the faces
+    # whose bound still beats the best value (a full best-first order costs more than it saves).
+    for step in range(faces + 1):
+        r = r_top if step == 0 else step - 1
+        if (step > 0 and r == r_top) or upper[r] <= best or best >= ceiling:
+            continue
+        lo, size = face_ptr[first + r], face_ptr[first + r + 1] - face_ptr[first + r]
+        if size == 1:  # a single vertex: its product (upper holds it times the margin)
+            best = max(best, b[face_vertices[lo]])
+            continue
+        for j in range(size):  # the face's own small problem: every step costs its size, not m
+            face_b[j] = b[face_vertices[lo + j]]
+            for k in range(size):
+                face_gram[0, j, k] = gram[u, face_vertices[lo + j], face_vertices[lo + k]]
+        value, _ = _solve_pair(face_gram, 0, size, face_b, (1 << size) - 1, c, z, w, in_support, blocked, support, chol)
+        best = max(best, value)
+    return best
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _most_faces(starts):
+    most = 1
+    for c_ in range(len(starts) - 1):
+        most = max(most, starts[c_ + 1] - starts[c_])
+    return most
+
+
 @numba.njit(parallel=True, cache=True, error_model="numpy", fastmath=_FLAGS)
 def _face_kernel(pt, union, columns, counts, gram, values, supports, starts, masks, face_ptr, face_vertices, bound,
                  out):
-    n, m_max = pt.shape[1], columns.shape[1]
-    most = 1
-    for c_ in range(union.shape[0]):
-        most = max(most, starts[c_ + 1] - starts[c_])
+    n, m_max, most = pt.shape[1], columns.shape[1], _most_faces(starts)
     for c_ in numba.prange(union.shape[0]):
         b, c, z, w, in_support, blocked, support, chol = _scratch(m_max)
         upper, face_b, face_gram = np.empty(most), np.empty(m_max), np.empty((1, m_max, m_max))
         u, first, faces = union[c_], starts[c_], starts[c_ + 1] - starts[c_]
         m = counts[u]
         for i in range(n):
-            inside = supports[u, i]
-            covered = False
-            for q in range(first, first + faces):
-                if (inside & ~masks[q]) == 0:
-                    covered = True
-                    break
-            if covered:  # a simplex holds the kept set's optimum: it attains the bound
+            if _covered(supports[u, i], masks, first, faces):  # that simplex attains the kept set's cone cosine
                 out[c_, i] = values[u, i]
                 continue
-            best = -2.0
             for k in range(m):
                 b[k] = pt[columns[u, k], i]
-                best = max(best, b[k])  # every kept vertex lies in a simplex: a lower bound
-            for r in range(faces):  # each face's upper bound (face_bounds); a face with no positive product scores its best vertex
-                top = -2.0
-                for t in range(face_ptr[first + r], face_ptr[first + r + 1]):
-                    top = max(top, b[face_vertices[t]])
-                upper[r] = top * bound[first + r] if top > 0.0 else -np.inf
-            ceiling = values[u, i]  # no simplex beats the kept set's cone
-            r_top = 0
-            for r in range(faces):
-                if upper[r] > upper[r_top]:
-                    r_top = r
-            # The face of highest bound first (it usually wins), then one pass that solves only the
-            # faces whose bound still beats the best value (a full best-first order costs more than it saves).
-            for step in range(faces + 1):
-                r = r_top if step == 0 else step - 1
-                if (step > 0 and r == r_top) or upper[r] <= best or best >= ceiling:
-                    continue
-                lo, size = face_ptr[first + r], face_ptr[first + r + 1] - face_ptr[first + r]
-                if size == 1:  # a single vertex: its product (upper holds it times the margin)
-                    best = max(best, b[face_vertices[lo]])
-                    continue
-                for j in range(size):  # the face's own small problem: every step costs its size, not m
-                    face_b[j] = b[face_vertices[lo + j]]
-                    for k in range(size):
-                        face_gram[0, j, k] = gram[u, face_vertices[lo + j], face_vertices[lo + k]]
-                value, _ = _solve_pair(face_gram, 0, size, face_b, (1 << size) - 1, c, z, w, in_support, blocked,
-                                       support, chol)
-                best = max(best, value)
-            out[c_, i] = best
+            out[c_, i] = _best_face(gram, u, m, b, values[u, i], first, faces, masks, face_ptr, face_vertices, bound,
+                                    upper, face_b, face_gram, c, z, w, in_support, blocked, support, chol)
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy", fastmath=_FLAGS)
+def _pair_kernel(pt, union, columns, counts, gram, starts, masks, face_ptr, face_vertices, bound, pair_class,
+                 pair_point, out):
+    m_max, most = columns.shape[1], _most_faces(starts)
+    for t in numba.prange(len(pair_class)):
+        b, c, z, w, in_support, blocked, support, chol = _scratch(m_max)  # per pair: the pairs are few
+        upper, face_b, face_gram = np.empty(most), np.empty(m_max), np.empty((1, m_max, m_max))
+        c_, i = pair_class[t], pair_point[t]
+        u, first, faces = union[c_], starts[c_], starts[c_ + 1] - starts[c_]
+        m = counts[u]
+        for k in range(m):
+            b[k] = pt[columns[u, k], i]
+        value, inside = _solve_pair(gram, u, m, b, (1 << m) - 1, c, z, w, in_support, blocked, support, chol)
+        ceiling = np.float32(value)  # as cone_scores stores it
+        if _covered(inside, masks, first, faces):
+            out[t] = ceiling
+        else:
+            out[t] = _best_face(gram, u, m, b, ceiling, first, faces, masks, face_ptr, face_vertices, bound, upper,
+                                face_b, face_gram, c, z, w, in_support, blocked, support, chol)
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -529,4 +569,25 @@ def face_scores(products_t: torch.Tensor, union: np.ndarray, columns: np.ndarray
     _face_kernel(products_t.detach().contiguous().numpy(), union, np.ascontiguousarray(columns, np.int64), counts,
                  gram, values.numpy(), supports.numpy(), starts, masks, face_ptr, face_vertices,
                  np.ascontiguousarray(bounds, np.float64), out)
+    return torch.from_numpy(out)
+
+
+def pair_scores(products_t: torch.Tensor, union: np.ndarray, columns: np.ndarray, counts: np.ndarray,
+                gram: np.ndarray, starts: np.ndarray, masks: np.ndarray, bounds: np.ndarray,
+                pair_class: np.ndarray, pair_point: np.ndarray) -> torch.Tensor:
+    """``face_scores`` of chosen (class, point) pairs only, ``(P,)`` float32, the same values.
+
+    For scores that are needed at a few pairs (the ablation grid's argmax, s3.ablations.items):
+    each pair solves its class's kept-set cone, then its simplices as ``face_scores`` does.
+    Inputs as ``face_scores`` (``bounds`` from ``face_bounds``); ``pair_class``, ``pair_point``: ``(P,)``.
+    """
+    _threads()
+    union, counts = np.ascontiguousarray(union, np.int64), np.ascontiguousarray(counts, np.int64)
+    starts, masks = np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(masks, np.int32)
+    face_ptr, face_vertices = _faces(masks)
+    out = np.empty(len(pair_class), np.float32)
+    _pair_kernel(products_t.detach().contiguous().numpy(), union, np.ascontiguousarray(columns, np.int64), counts,
+                 np.ascontiguousarray(gram, np.float64), starts, masks, face_ptr, face_vertices,
+                 np.ascontiguousarray(bounds, np.float64), np.ascontiguousarray(pair_class, np.int64),
+                 np.ascontiguousarray(pair_point, np.int64), out)
     return torch.from_numpy(out)
