@@ -43,7 +43,7 @@ class _Printed(dict):
         print(f"  {axis:14s} {seconds:8.1f} s", flush=True)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=50_000)
     parser.add_argument("--classes", type=int, default=1000)
@@ -55,7 +55,7 @@ def main() -> int:
     parser.add_argument("--without-simplex", action="store_true", help="leave s3_point_to_simplex out of the grid")
     parser.add_argument("--json", help="write the timings here")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds), to check the script runs")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.smoke:
         args.images, args.classes, args.dim = 500, 20, 32
     torch.set_num_threads(args.threads)

@@ -191,3 +191,11 @@ def test_gpu_session_smoke_run(tmp_path):
     assert any(line.startswith("  augment_on=device (tensor ops on cpu)") for line in merged["summary"])
     assert (tmp_path / "out" / "session.log").read_text().count("== ") >= 14
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["results.json", "session.log"]
+
+
+def test_ablation_bench_smoke_run(tmp_path):
+    out = tmp_path / "ablations.json"
+    assert bench("ablations").main(["--smoke", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["timings_s"]) == {"spaces", "scoring"} and result["total_s"] > 0
+    assert 0 < result["simplex_acc1"] <= 100
