@@ -283,3 +283,28 @@ def test_saving_the_same_payload_twice_writes_the_same_bytes(tmp_path):
     payload = {"features": torch.randn(4, 3), "meta": '{"k": 1}'}
     first = save_checked(tmp_path / "x.pt", payload).read_bytes()
     assert save_checked(tmp_path / "x.pt", payload).read_bytes() == first
+
+
+def test_check_refuses_banks_longer_than_point_to_simplex_takes(tmp_path):
+    from s3.core.simplex_kernel import MAX_VERTICES
+    from s3.synonyms.bank import SynonymRecord, write_bank
+
+    params = paper_params()
+    params["synonyms"]["bank_dir"] = str(tmp_path / "bank")
+    (tmp_path / "bank").mkdir()
+    long = ["name 1", *(f"other name {i}" for i in range(MAX_VERTICES))]
+    write_bank(tmp_path / "bank" / "eurosat.jsonl", [SynonymRecord(0, "name 0", ["name 0", "a name"]),
+                                                    SynonymRecord(1, "name 1", long)])
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    problems = check_run(path, data=False)
+    assert any("eurosat.jsonl: class 1 ('name 1') has 32 synonyms" in p for p in problems), problems
+    params["evaluate"]["methods"].remove("s3_point_to_simplex")
+    params["ablations"]["methods"].remove("s3_point_to_simplex")
+    path.write_text(yaml.safe_dump(params))
+    assert not any("synonyms" in p for p in check_run(path, data=False))  # without the method, a long bank is fine
+    params = paper_params()
+    params["synonyms"].update(mode="generate")
+    params["synonyms"]["generator"]["num_synonyms"] = MAX_VERTICES
+    path.write_text(yaml.safe_dump(params))
+    assert any(p.startswith("synonyms.generator.num_synonyms: 31 plus the label") for p in check_run(path, data=False))

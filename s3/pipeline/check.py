@@ -5,7 +5,9 @@
 2. the weights resolve without loading a model: a known tag that is cached or downloadable, or a
    local file in a format open_clip can read, with an activation that matches them;
 3. the datasets' files exist and are non-empty (the data root is reported once when it is missing);
-   ``s3 data verify`` is the thorough check that decodes every image.
+   ``s3 data verify`` is the thorough check that decodes every image;
+4. when point-to-simplex runs, no class of the synonym banks (or of the generator's setting) has
+   more synonyms than its solver takes.
 
 Relative paths in the params file are read relative to the file's folder (the workspace).
 """
@@ -109,6 +111,33 @@ def data_problems(params: dict[str, Any]) -> list[str]:
     return problems
 
 
+def simplex_problems(params: dict[str, Any]) -> list[str]:
+    """Point-to-simplex takes at most ``MAX_VERTICES`` synonyms per class (its supports are bitmasks):
+    refuse a bank or a generator setting with more before any encoding, when the method is run."""
+    from s3.core.simplex_kernel import MAX_VERTICES
+    from s3.synonyms.bank import read_bank
+
+    method = "s3_point_to_simplex"
+    if not any(method in ((params.get(s) or {}).get("methods") or []) for s in ("evaluate", "ablations")):
+        return []
+    fix = f"shorten the lists to at most {MAX_VERTICES} synonyms or drop {method} from evaluate.methods and ablations.methods"
+    synonyms = params["synonyms"]
+    if synonyms["mode"] == "generate":
+        asked = synonyms["generator"]["num_synonyms"] + 1  # the label is synonym 0
+        return [f"synonyms.generator.num_synonyms: {asked - 1} plus the label exceeds the {MAX_VERTICES} synonyms "
+                f"per class that {method} takes; {fix}"] if asked > MAX_VERTICES else []
+    problems = []
+    for path in sorted(Path(synonyms["bank_dir"]).glob("*.jsonl")):
+        try:
+            longest = max(read_bank(path), key=lambda r: len(r.synonyms), default=None)
+        except S3Error:
+            continue  # a broken bank is the synonyms stage's error, with its repair command
+        if longest is not None and len(longest.synonyms) > MAX_VERTICES:
+            problems.append(f"{path}: class {longest.index} ({longest.classname!r}) has {len(longest.synonyms)} "
+                            f"synonyms, more than the {MAX_VERTICES} that {method} takes; {fix}")
+    return problems
+
+
 def check_run(params_file: str | Path, data: bool = True) -> list[str]:
     """Every problem found by the three checks (module docstring); empty when the run can start."""
     path = Path(params_file)
@@ -124,6 +153,7 @@ def check_run(params_file: str | Path, data: bool = True) -> list[str]:
     if problems:  # values first: the other checks need valid sections
         return problems
     with _in(path.resolve().parent):
+        problems += simplex_problems(params)
         problems += weights_problems(params["model"])
         if data:
             problems += data_problems(params)
